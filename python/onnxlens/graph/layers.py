@@ -1,0 +1,128 @@
+"""Layers: every node output tensor, named by its tensor name, with op type, shape and parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from ..errors import LayerNotFoundError
+
+Dim = int | str | None
+Shape = tuple[Dim, ...] | None
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One tensor produced by a node. `shape` dims are ints, symbolic names (str) or None (unknown)."""
+
+    name: str
+    op: str
+    node: str
+    shape: Shape
+    params: int
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "op": self.op,
+            "node": self.node,
+            "shape": list(self.shape) if self.shape is not None else None,
+            "params": self.params,
+            "dtype": self.dtype,
+        }
+
+    @property
+    def spatial(self) -> bool:
+        """True for (N, C, H, W)-like tensors whose last two dims are known and > 1."""
+        return (
+            self.shape is not None
+            and len(self.shape) == 4
+            and all(isinstance(d, int) and d > 1 for d in self.shape[2:])
+        )
+
+
+def _dims(vi: onnx.ValueInfoProto) -> Shape:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    out: list[Dim] = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            out.append(d.dim_param)
+        else:
+            out.append(None)
+    return tuple(out)
+
+
+def _dtype(vi: onnx.ValueInfoProto) -> str:
+    et = vi.type.tensor_type.elem_type
+    if not et:
+        return "unknown"
+    return str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(et)))
+
+
+def value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
+    g = model.graph
+    infos = {v.name: v for v in g.value_info}
+    infos.update({v.name: v for v in g.input})
+    infos.update({v.name: v for v in g.output})
+    return infos
+
+
+def tensor_shape(model: onnx.ModelProto, name: str) -> Shape:
+    vi = value_infos(model).get(name)
+    return _dims(vi) if vi is not None else None
+
+
+def list_layers(model: onnx.ModelProto) -> list[Layer]:
+    """Every node output in graph order. Parameters: sizes of the node's initializer inputs,
+    each weight counted once at its first use (shared weights are not double counted)."""
+    g = model.graph
+    inits = {t.name: int(np.prod(t.dims, dtype=np.int64)) for t in g.initializer}
+    infos = value_infos(model)
+    counted: set[str] = set()
+    layers: list[Layer] = []
+    for i, node in enumerate(g.node):
+        params = 0
+        for name in node.input:
+            if name in inits and name not in counted:
+                counted.add(name)
+                params += inits[name]
+        node_name = node.name or f"{node.op_type}_{i}"
+        for j, out in enumerate(node.output):
+            if not out:
+                continue
+            vi = infos.get(out)
+            layers.append(
+                Layer(
+                    name=out,
+                    op=node.op_type,
+                    node=node_name,
+                    shape=_dims(vi) if vi is not None else None,
+                    params=params if j == 0 else 0,
+                    dtype=_dtype(vi) if vi is not None else "unknown",
+                )
+            )
+    return layers
+
+
+def resolve_tensor(model: onnx.ModelProto, name: str, layers: list[Layer] | None = None) -> str:
+    """The tensor a user means by `name`: a tensor name, a graph input, or a node name (its first
+    output). Raises LayerNotFoundError with close matches otherwise."""
+    layers = layers if layers is not None else list_layers(model)
+    tensors = {la.name for la in layers}
+    if name in tensors:
+        return name
+    inputs = [v.name for v in model.graph.input]
+    if name in inputs or name == "input":
+        return name if name in inputs else inputs[0]
+    for la in layers:
+        if la.node == name:
+            return la.name
+    candidates = list(tensors) + sorted({la.node for la in layers})
+    raise LayerNotFoundError(name, candidates)

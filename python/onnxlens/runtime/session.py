@@ -1,0 +1,77 @@
+"""Session creation and the per-model cache of sessions, one per graph variant."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+
+from ..errors import ModelLoadError, UnsupportedOperatorError
+from .device import resolve_providers
+
+
+def make_session(
+    model: onnx.ModelProto | bytes,
+    device: str = "auto",
+    threads: int | None = None,
+    base_dir: str | Path | None = None,
+) -> ort.InferenceSession:
+    """An ORT session for `model`. `threads` sets intra-op threads (None: ORT's default, all cores)."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    try:
+        return ort.InferenceSession(data, opts, providers=resolve_providers(device))
+    except Exception as exc:  # ORT raises its own classes; turn them into a message with a fix
+        msg = str(exc)
+        if "NOT_IMPLEMENTED" in msg or "Could not find an implementation" in msg:
+            raise UnsupportedOperatorError(
+                f"ONNX Runtime {ort.__version__} cannot run this graph: {msg.splitlines()[0]}"
+            ) from exc
+        raise ModelLoadError(
+            f"ONNX Runtime could not load the model: {msg.splitlines()[0][:400]}. "
+            "Check that the file runs with a plain onnxruntime.InferenceSession."
+        ) from exc
+
+
+class SessionCache:
+    """A small LRU of sessions keyed by graph variant (e.g. the set of tapped layers).
+
+    Building a session costs graph optimisation and weight packing (tens to hundreds of ms), so a
+    variant is built once and reused; the LRU bound keeps memory from growing with every layer set.
+    """
+
+    def __init__(self, device: str = "auto", threads: int | None = None, maxsize: int = 8) -> None:
+        self.device = device
+        self.threads = threads
+        self.maxsize = maxsize
+        self._sessions: OrderedDict[Hashable, ort.InferenceSession] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, build: Callable[[], onnx.ModelProto]) -> ort.InferenceSession:
+        with self._lock:
+            sess = self._sessions.get(key)
+            if sess is not None:
+                self._sessions.move_to_end(key)
+                return sess
+        sess = make_session(build(), self.device, self.threads)
+        with self._lock:
+            self._sessions[key] = sess
+            while len(self._sessions) > self.maxsize:
+                self._sessions.popitem(last=False)
+        return sess
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
