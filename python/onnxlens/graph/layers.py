@@ -79,15 +79,39 @@ def tensor_shape(model: onnx.ModelProto, name: str) -> Shape:
     return _dims(vi) if vi is not None else None
 
 
-def list_layers(model: onnx.ModelProto) -> list[Layer]:
-    """Every node output in graph order. Parameters: sizes of the node's initializer inputs,
-    each weight counted once at its first use (shared weights are not double counted)."""
+def input_dependent(model: onnx.ModelProto) -> set[str]:
+    """Tensors whose value depends on a runtime input (the rest are constants exporters left unfolded)."""
     g = model.graph
-    inits = {t.name: int(np.prod(t.dims, dtype=np.int64)) for t in g.initializer}
+    inits = {t.name for t in g.initializer}
+    live = {v.name for v in g.input if v.name not in inits}
+    for node in g.node:  # nodes are topologically sorted (checked by onnx.checker)
+        if any(i in live for i in node.input if i):
+            live.update(o for o in node.output if o)
+    return live
+
+
+def list_layers(model: onnx.ModelProto) -> list[Layer]:
+    """Every node output that depends on the input, in graph order.
+
+    Constant sub-graphs (Constant nodes, padding arithmetic exporters leave unfolded) are not
+    layers. Parameters: sizes of the node's initializer inputs, each weight counted once at its
+    first use (shared weights are not double counted)."""
+    g = model.graph
+    # Parameters are float tensors of rank >= 1; scalars (Clip bounds, eps) and integer tensors
+    # (pads, shapes, indices) are configuration, not weights.
+    float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+    inits = {
+        t.name: int(np.prod(t.dims, dtype=np.int64))
+        for t in g.initializer
+        if t.data_type in float_types and len(t.dims) >= 1
+    }
     infos = value_infos(model)
+    live = input_dependent(model)
     counted: set[str] = set()
     layers: list[Layer] = []
     for i, node in enumerate(g.node):
+        if not any(o in live for o in node.output):
+            continue
         params = 0
         for name in node.input:
             if name in inits and name not in counted:

@@ -10,6 +10,7 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from ..errors import ModelLoadError
+from .fold import fold_constants
 
 ModelSource = str | os.PathLike | bytes | onnx.ModelProto
 
@@ -72,7 +73,7 @@ def load_model(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
             "carry; pass the path of the .onnx file instead."
         )
     _validate(model)
-    return _infer_shapes(model), base_dir
+    return _infer_shapes(fold_constants(model)), base_dir
 
 
 def _parse(data: bytes, what: str) -> onnx.ModelProto:
