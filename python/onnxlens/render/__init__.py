@@ -1,0 +1,25 @@
+"""Rendering: colormaps, heat-map overlays, upsampling, channel and filter grids, PNG output.
+
+All arrays follow DESIGN.md: maps are float32 ``(N, h, w)``, images uint8 RGB
+``(N, H, W, 3)``, sizes ``(H, W)``. The loops run in ``onnxlens._core`` (OpenMP, GIL released).
+"""
+
+from __future__ import annotations
+
+from onnxlens.render.colormap import COLORMAPS, apply_colormap, colormap_table
+from onnxlens.render.grid import channel_grid, channel_grid_values, channel_stats, filter_grid
+from onnxlens.render.io import save_png
+from onnxlens.render.overlay import overlay, upsample
+
+__all__ = [
+    "COLORMAPS",
+    "apply_colormap",
+    "channel_grid",
+    "channel_grid_values",
+    "channel_stats",
+    "colormap_table",
+    "filter_grid",
+    "overlay",
+    "save_png",
+    "upsample",
+]
