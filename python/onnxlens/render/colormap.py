@@ -17,9 +17,7 @@ COLORMAPS: tuple[str, ...] = tuple(_core.colormap_names())
 def check_colormap(name: str) -> str:
     """Return ``name`` if it is a known colormap, else raise ConfigurationError listing them."""
     if name not in COLORMAPS:
-        raise ConfigurationError(
-            f"unknown colormap {name!r}; use one of: {', '.join(COLORMAPS)}"
-        )
+        raise ConfigurationError(f"unknown colormap {name!r}; use one of: {', '.join(COLORMAPS)}")
     return name
 
 

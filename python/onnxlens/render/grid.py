@@ -147,7 +147,7 @@ def channel_stats(acts: npt.ArrayLike) -> dict[str, Any]:
             f"channel_stats expects activations of shape (N, C, h, w) or (N, C), got {a.shape}; "
             "for one image (C, h, w) pass acts[None]"
         )
-    n, c = a.shape[:2]
+    c = a.shape[1]
     if a.size == 0:
         raise ShapeError(f"channel_stats got empty activations of shape {a.shape}")
     per = np.moveaxis(a, 1, 0).reshape(c, -1)

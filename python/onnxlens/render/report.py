@@ -54,7 +54,9 @@ class Report:
     def figure(src: str, caption: str = "", width: int | None = None) -> str:
         w = f' style="width:{width}px"' if width else ""
         cap = f"<figcaption>{caption}</figcaption>" if caption else ""
-        return f'<figure{w}><img src="{esc(src)}" alt="{esc(caption)}" loading="lazy">{cap}</figure>'
+        return (
+            f'<figure{w}><img src="{esc(src)}" alt="{esc(caption)}" loading="lazy">{cap}</figure>'
+        )
 
     @staticmethod
     def table(header: list[str], rows: list[list[object]], numeric: set[int] | None = None) -> str:
