@@ -20,6 +20,7 @@ from .graph import Layer, add_outputs, list_layers, load_model, resolve_tensor
 from .graph.layers import Shape, _dims
 from .graph.load import ModelSource
 from .runtime import SessionCache
+from .runtime.device import DEVICES
 
 log = logging.getLogger("onnxlens")
 
@@ -93,6 +94,8 @@ class Model:
         preprocess: PreprocessSpec | Mapping | str | os.PathLike | None = None,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
     ) -> None:
+        if device not in DEVICES:
+            raise ConfigurationError(f"device must be one of {', '.join(DEVICES)}; got {device!r}.")
         self.proto, self.base_dir = load_model(source)
         self.path = Path(source) if isinstance(source, str | os.PathLike) else None
         self.device = device

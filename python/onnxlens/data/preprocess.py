@@ -22,6 +22,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("stretch", "crop", "pad")
 SIDECAR_SUFFIX = ".preprocess.json"
+# Which announced assumption an explicit setting settles.
+_ASSUMPTION_OF = {"channel_order": "channel order", "mean": "mean/std", "std": "mean/std", "size": "size"}
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,8 @@ class PreprocessSpec:
         for key in ("mean", "std", "size"):
             if key in clean:
                 clean[key] = tuple(clean[key])  # type: ignore[arg-type]
-        assumed = tuple(a for a in self.assumed if a not in clean)
+        covered = {_ASSUMPTION_OF.get(k, k) for k in clean}
+        assumed = tuple(a for a in self.assumed if a not in covered)
         return replace(self, assumed=assumed, **clean)  # type: ignore[arg-type]
 
     @classmethod

@@ -1,0 +1,1 @@
+"""Algorithms over model sessions: one module per method family."""

@@ -1,0 +1,100 @@
+"""Visualising intermediate activations: which layers to show, grids and per-layer statistics."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model import Model
+from ..graph import Layer
+
+# Ops whose outputs are what a unit "fires": preferred over the linear Conv output before them.
+_ACTIVATION_OPS = {"Relu", "Clip", "HardSwish", "Sigmoid", "HardSigmoid", "LeakyRelu", "PRelu", "Elu", "Selu", "Gelu", "Mul", "Tanh", "Softplus"}
+
+
+def spatial_layers(model: Model) -> list[Layer]:
+    """Layers with an (N, C, H, W) output whose spatial dims are known and > 1."""
+    out = [la for la in model.layers if la.spatial]
+    if model.layout == "NHWC":  # NHWC models: feature maps are (N, H, W, C)
+        out = [
+            la for la in model.layers
+            if la.shape is not None and len(la.shape) == 4
+            and all(isinstance(d, int) and d > 1 for d in la.shape[1:3])
+        ]
+    return out
+
+
+def default_layers(model: Model, n: int = 4) -> list[str]:
+    """`n` layers spread over the depth of the network (activation outputs where the model has
+    them), from early edges to late object parts."""
+    cands = spatial_layers(model)
+    acts = [la for la in cands if la.op in _ACTIVATION_OPS and la.op != "Mul"] or [
+        la for la in cands if la.op == "Conv"
+    ] or cands
+    if not acts:
+        return []
+    if len(acts) <= n:
+        return [la.name for la in acts]
+    idx = np.linspace(0, len(acts) - 1, n).round().astype(int)
+    return [acts[i].name for i in dict.fromkeys(idx.tolist())]
+
+
+@dataclass
+class LayerStats:
+    layer: str
+    shape: tuple[int, ...]
+    sparsity: float  # fraction of values <= 0 (dead after a ReLU-like op)
+    blank_channels: int  # channels constant over the whole batch (never fire / always saturated)
+    mean: float
+    max: float
+
+    def row(self) -> list[object]:
+        return [self.layer, "x".join(map(str, self.shape[1:])), f"{self.sparsity:.1%}", self.blank_channels, f"{self.mean:.3g}", f"{self.max:.3g}"]
+
+
+def to_nchw(a: np.ndarray, layout: str) -> np.ndarray:
+    return a.transpose(0, 3, 1, 2) if layout == "NHWC" and a.ndim == 4 else a
+
+
+def layer_stats(name: str, acts: np.ndarray) -> LayerStats:
+    """Sparsity and blank-channel counts of (N, C, H, W) activations; NaN-safe."""
+    a = np.asarray(acts, dtype=np.float32)
+    finite = np.where(np.isfinite(a), a, 0.0)
+    flat = finite.reshape(a.shape[0], a.shape[1], -1) if a.ndim >= 3 else finite.reshape(a.shape[0], -1, 1)
+    per_channel = flat.transpose(1, 0, 2).reshape(flat.shape[1], -1)
+    blank = int(np.sum(per_channel.max(axis=1) == per_channel.min(axis=1)))
+    return LayerStats(
+        layer=name,
+        shape=tuple(a.shape),
+        sparsity=float(np.mean(finite <= 0)),
+        blank_channels=blank,
+        mean=float(finite.mean()),
+        max=float(finite.max()),
+    )
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of a tensor name."""
+    s = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")
+    return s[-80:] or "layer"
+
+
+def top_channels(acts: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the `count` channels with the highest mean activation on (C, H, W) maps, in
+    channel order — the ones worth looking at when a layer has hundreds."""
+    c = acts.shape[0]
+    if count >= c:
+        return np.arange(c)
+    score = np.nan_to_num(acts.reshape(c, -1).mean(axis=1), nan=-np.inf)
+    return np.sort(np.argsort(-score, kind="stable")[:count])
+
+
+def select_channels(acts: np.ndarray, channels: int | Sequence[int] | None) -> np.ndarray:
+    if channels is None:
+        return np.arange(acts.shape[0])
+    if isinstance(channels, int):
+        return top_channels(acts, channels)
+    return np.asarray(channels, dtype=int)
