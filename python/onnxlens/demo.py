@@ -148,7 +148,7 @@ def page_summary(ctx: DemoContext, report: Report) -> None:
         f"<p class='note'>{len(ctx.model.layers)} layers, {ctx.model.param_count:,} parameters. "
         "Also as <a href='summary.txt'>text</a> and <a href='summary.json'>JSON</a> "
         "(<code>onnxlens inspect MODEL [--json]</code>).</p>"
-        f"<pre>{esc(ctx.model.summary())}</pre>"
+        f"<details><summary>layer table</summary><pre>{esc(ctx.model.summary())}</pre></details>"
     )
 
 
