@@ -1,0 +1,181 @@
+"""Per-channel spatial reductions appended inside the graph, so only (N, C) values leave the runtime.
+
+Mining the top images of every channel of a (N, C, H, W) layer needs, per image and channel, one
+score (the spatial max or mean) and where the max is. Fetching the whole feature map would move
+N*C*H*W floats out of ONNX Runtime per layer; reducing inside the graph moves N*C floats and N*C
+int64 positions, which is what makes mining cost about the same as the bare forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from ..errors import ConfigurationError, ShapeError
+from .layers import tensor_shape, value_infos
+from .naming import NameGenerator
+
+SCORES = ("max", "mean")
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """Output names added for one tapped tensor.
+
+    `score`: float32 (N, C), the spatial max or mean per channel. `argmax`: int64 (N, C), the index
+    of the spatial max in the flattened H*W grid (first one on ties, like numpy). `shape`: int64
+    (rank,), the runtime shape of the tensor, so a dynamic H, W is known for row = argmax // W.
+    """
+
+    tensor: str
+    score: str
+    argmax: str
+    shape: str
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _required_nodes(graph: onnx.GraphProto, outputs: Sequence[str]) -> list[onnx.NodeProto]:
+    """Nodes the given outputs depend on, in graph order (the rest of the model is dead weight)."""
+    producer = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
+    keep: set[int] = set()
+    stack = [producer[o] for o in outputs if o in producer]
+    while stack:
+        i = stack.pop()
+        if i in keep:
+            continue
+        keep.add(i)
+        node = graph.node[i]
+        names = list(node.input)
+        for attr in node.attribute:  # subgraphs (If/Loop) read outer-scope tensors implicitly
+            for g in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+                for sub in g.node:
+                    names.extend(sub.input)
+        stack.extend(producer[n] for n in names if n in producer)
+    return [graph.node[i] for i in sorted(keep)]
+
+
+def add_channel_reductions(
+    model: onnx.ModelProto,
+    tensors: Sequence[str],
+    score: str = "max",
+    keep_outputs: Sequence[str] = (),
+    prune: bool = True,
+) -> tuple[onnx.ModelProto, dict[str, Reduction]]:
+    """A copy of `model` whose outputs are, for each tensor in `tensors`, its per-channel spatial
+    `score` ("max" or "mean"), the flattened argmax of the spatial max, and its runtime shape.
+
+    Tensors are (N, C, H, W) or (N, C) (then H = W = 1 and argmax is 0). The batch stays dynamic:
+    the reshape to (N, C, H*W) copies N and C from the input (Reshape's 0) and infers H*W (-1).
+    `keep_outputs` are original outputs kept after the new ones (e.g. logits for labels). With
+    `prune`, nodes no output depends on are dropped, so layers past the deepest tap cost nothing.
+    """
+    if score not in SCORES:
+        raise ConfigurationError(f"score must be one of {', '.join(SCORES)}; got {score!r}.")
+    if not tensors:
+        raise ConfigurationError("no tensors to reduce; pass layer names (see `onnxlens inspect`).")
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    new = NameGenerator(out, prefix="onnxlens/reduce")
+    opset = _opset(out)
+    infos = value_infos(model)
+    known = set(infos) | {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    outputs: list[onnx.ValueInfoProto] = []
+    result: dict[str, Reduction] = {}
+
+    def const(hint: str, values: list[int]) -> str:
+        name = new(hint)
+        inits.append(helper.make_tensor(name, TensorProto.INT64, [len(values)], values))
+        return name
+
+    flat_shape = const("flat_shape", [0, 0, -1])
+    axes2 = const("axes", [2]) if opset >= 18 else ""
+    for tensor in dict.fromkeys(tensors):
+        if tensor not in known:
+            raise ConfigurationError(
+                f"tensor {tensor!r} is not in the model; resolve layer names first."
+            )
+        shape = tensor_shape(model, tensor)
+        if shape is not None and len(shape) not in (2, 4):
+            raise ShapeError(
+                f"layer {tensor!r} has shape {tuple(shape)}; mining needs (N, C, H, W) feature maps or "
+                "(N, C) vectors. Pick a Conv/pooling/activation output (see `onnxlens inspect`)."
+            )
+        hint = tensor.rsplit("/", 1)[-1]
+        x = tensor
+        vi = infos.get(tensor)
+        elem = vi.type.tensor_type.elem_type if vi is not None else TensorProto.FLOAT
+        if elem not in (TensorProto.FLOAT, 0):
+            x = new(hint + "_f32")
+            nodes.append(
+                helper.make_node("Cast", [tensor], [x], name=new("cast"), to=TensorProto.FLOAT)
+            )
+        flat = new(hint + "_flat")
+        nodes.append(helper.make_node("Reshape", [x, flat_shape], [flat], name=new("reshape")))
+        red = new(hint + "_" + score)
+        argmax = new(hint + "_argmax")
+        shp = new(hint + "_shape")
+        op = "ReduceMax" if score == "max" else "ReduceMean"
+        if opset >= 18:
+            nodes.append(helper.make_node(op, [flat, axes2], [red], name=new(op), keepdims=0))
+        else:
+            nodes.append(helper.make_node(op, [flat], [red], name=new(op), axes=[2], keepdims=0))
+        nodes.append(
+            helper.make_node("ArgMax", [flat], [argmax], name=new("argmax"), axis=2, keepdims=0)
+        )
+        nodes.append(helper.make_node("Shape", [tensor], [shp], name=new("shape")))
+        outputs += [
+            helper.make_tensor_value_info(red, TensorProto.FLOAT, [None, None]),
+            helper.make_tensor_value_info(argmax, TensorProto.INT64, [None, None]),
+            helper.make_tensor_value_info(shp, TensorProto.INT64, [None]),
+        ]
+        result[tensor] = Reduction(tensor, red, argmax, shp)
+    kept = [o for o in model.graph.output if o.name in set(keep_outputs)]
+    missing = set(keep_outputs) - {o.name for o in kept}
+    if missing:
+        raise ConfigurationError(f"outputs {sorted(missing)} are not outputs of the model.")
+    g.node.extend(nodes)
+    g.initializer.extend(inits)
+    del g.output[:]
+    g.output.extend(outputs)
+    for o in kept:
+        # Element type only: shape inference may have pinned a batch size a dynamic run lacks.
+        rank = len(o.type.tensor_type.shape.dim) if o.type.tensor_type.HasField("shape") else None
+        shape = [None] * rank if rank is not None else None
+        g.output.append(helper.make_tensor_value_info(o.name, o.type.tensor_type.elem_type, shape))
+    if prune:
+        needed = _required_nodes(g, [o.name for o in g.output])
+        del g.node[:]
+        g.node.extend(needed)
+        used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        for attr_node in g.node:
+            for attr in attr_node.attribute:
+                for sub in (
+                    [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+                ):
+                    used |= {i for n in sub.node for i in n.input}
+        keep_inits = [t for t in g.initializer if t.name in used]
+        del g.initializer[:]
+        g.initializer.extend(keep_inits)
+        produced = {o for n in g.node for o in n.output}
+        keep_vi = [v for v in g.value_info if v.name in produced]
+        del g.value_info[:]
+        g.value_info.extend(keep_vi)
+    onnx.checker.check_model(out)
+    return out, result
+
+
+def split_argmax(argmax: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """(N, C) flat argmax and the runtime tensor shape -> int32 (N, C, 2) (row, col) in the grid."""
+    w = int(shape[3]) if len(shape) == 4 else 1
+    rows, cols = np.divmod(argmax.astype(np.int64), w)
+    return np.ascontiguousarray(np.stack([rows, cols], axis=-1).astype(np.int32))

