@@ -33,8 +33,10 @@ def overlay(
     maps: npt.NDArray[np.float32],
     colormap: str,
     alpha: float,
+    out: npt.NDArray[np.uint8] | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """uint8 (N, H, W, 3) and float32 (N, h, w) -> uint8 (N, H, W, 3)."""
+    """uint8 (N, H, W, 3) and float32 (N, h, w) -> uint8 (N, H, W, 3), written into `out` when
+    given (a separate array, or `images` itself for in-place)."""
 
 def channel_grid_f32(
     acts: npt.NDArray[np.float32], ncols: int, pad: int, scale: int, pad_value: float = 0.0

@@ -136,3 +136,21 @@ def test_user_errors() -> None:
         overlay(img, np.zeros((2, 3, 3)), alpha=1.5)
     with pytest.raises(ConfigurationError, match="unknown colormap"):
         overlay(img, np.zeros((2, 3, 3)), colormap="nope")
+
+
+def test_out_buffer_and_in_place() -> None:
+    rng = np.random.default_rng(9)
+    images = rng.integers(0, 256, (3, 13, 17, 3), dtype=np.uint8)
+    maps = rng.random((3, 4, 5), dtype=np.float32)
+    expected = overlay(images, maps, "magma", 0.3)
+    buf = np.empty_like(images)
+    assert overlay(images, maps, "magma", 0.3, out=buf) is buf
+    np.testing.assert_array_equal(buf, expected)
+    inplace = images.copy()
+    overlay(inplace, maps, "magma", 0.3, out=inplace)
+    np.testing.assert_array_equal(inplace, expected)
+    with pytest.raises(ValueError, match="out: expected shape"):
+        overlay(images, maps, out=np.empty((3, 13, 16, 3), np.uint8))
+    with pytest.raises(ValueError, match="separate array or exactly"):
+        big = np.zeros((4, 13, 17, 3), np.uint8)
+        overlay(big[:3], maps, out=big[1:])  # overlapping but not identical: refused

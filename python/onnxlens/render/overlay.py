@@ -49,6 +49,7 @@ def overlay(
     maps: npt.ArrayLike,
     colormap: str = "jet",
     alpha: float = 0.5,
+    out: npt.NDArray[np.uint8] | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Blend colour-mapped heat maps over RGB images in one fused pass.
 
@@ -61,6 +62,9 @@ def overlay(
             the map's finite minimum (an all-NaN map is treated as constant).
         colormap: one of :data:`onnxlens.render.COLORMAPS`.
         alpha: weight of the colour, ``out = floor((1 - alpha) * image + alpha * colour + 0.5)``.
+        out: optional uint8 C-contiguous ``(N, H, W, 3)`` array to write into (it may be the
+            ``images`` array itself, for in-place blending). Reusing one buffer across calls
+            saves the page faults of a fresh allocation.
 
     Returns:
         uint8 ``(N, H, W, 3)`` RGB (always batched, also for a single image and map).
@@ -104,4 +108,5 @@ def overlay(
         np.ascontiguousarray(m, dtype=np.float32),
         check_colormap(colormap),
         float(alpha),
+        out,
     )
