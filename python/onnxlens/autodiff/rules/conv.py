@@ -1,0 +1,146 @@
+"""Conv and ConvTranspose data gradients (groups, dilations, strides, pads, auto_pad).
+
+Conv with stride 1 and constant weights differentiates into another Conv with the weights
+transposed per group and flipped (computed once in numpy): ORT's Conv kernels are much faster than
+its ConvTranspose. Strided convs use ConvTranspose with pads/output_padding computed from the
+static spatial sizes so odd sizes and strides land exactly on the input size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import RuleContext, register
+
+G = list[str | None]
+
+
+def _geometry(ctx: RuleContext, x: str, w: str, transposed: bool = False) -> dict:
+    wshape = ctx.b.static_shape(w)
+    if wshape is None:
+        ctx.fail(f"the weight shape of {w!r} is unknown")
+    nd = len(wshape) - 2
+    kernel = list(ctx.attr("kernel_shape") or wshape[2:])
+    if not all(isinstance(k, int) for k in kernel):
+        ctx.fail("the kernel shape is unknown")
+    strides = list(ctx.attr("strides") or [1] * nd)
+    dil = list(ctx.attr("dilations") or [1] * nd)
+    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dil, strict=True)]
+    in_sp = ctx.static_dims(x, list(range(2, 2 + nd)))
+    auto = ctx.attr("auto_pad", "NOTSET")
+    pads = list(ctx.attr("pads") or [0] * (2 * nd))
+    if not transposed:
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            pads = [0] * (2 * nd)
+            for i in range(nd):
+                out = -(-in_sp[i] // strides[i])
+                total = max(0, (out - 1) * strides[i] + eff[i] - in_sp[i])
+                small, big = total // 2, total - total // 2
+                pads[i], pads[i + nd] = (small, big) if auto == "SAME_UPPER" else (big, small)
+        elif auto == "VALID":
+            pads = [0] * (2 * nd)
+    return {
+        "nd": nd, "kernel": kernel, "strides": strides, "dil": dil, "eff": eff,
+        "in": in_sp, "pads": pads, "group": int(ctx.attr("group", 1)),
+    }
+
+
+def _flipped_weight(w: np.ndarray, group: int) -> np.ndarray:
+    """Conv weight (M, C/g, k...) -> the weight of the stride-1 data-gradient Conv (C, M/g, k...)."""
+    m = w.shape[0]
+    mg = m // group
+    parts = [np.swapaxes(w[j * mg : (j + 1) * mg], 0, 1) for j in range(group)]
+    wt = np.concatenate(parts, axis=0)
+    return np.ascontiguousarray(np.flip(wt, axis=tuple(range(2, w.ndim))))
+
+
+def conv_data_grad(ctx: RuleContext, g: str, x: str, w: str, geo: dict) -> str:
+    b, nd = ctx.b, geo["nd"]
+    pb, pe = geo["pads"][:nd], geo["pads"][nd:]
+    wv = b.constant_value(w)
+    if wv is not None and all(s == 1 for s in geo["strides"]):
+        new_pads = [e - 1 - p for e, p in zip(geo["eff"], pb, strict=True)] + [
+            e - 1 - p for e, p in zip(geo["eff"], pe, strict=True)
+        ]
+        if min(new_pads) >= 0:
+            return b.op(
+                "Conv",
+                [g, b.const(_flipped_weight(wv, geo["group"]), hint="wflip")],
+                hint="dconv",
+                pads=new_pads,
+                dilations=geo["dil"],
+                group=geo["group"],
+                kernel_shape=geo["kernel"],
+            )
+    out_sp = [(i + p0 + p1 - e) // s + 1 for i, p0, p1, e, s in zip(geo["in"], pb, pe, geo["eff"], geo["strides"], strict=True)]
+    pads_end, out_pad = [], []
+    for i in range(nd):
+        r = (out_sp[i] - 1) * geo["strides"][i] + geo["eff"][i] - pb[i] - geo["in"][i]
+        pads_end.append(max(r, 0))
+        out_pad.append(max(-r, 0))
+    return b.op(
+        "ConvTranspose",
+        [g, w],
+        hint="dconvT",
+        strides=geo["strides"],
+        dilations=geo["dil"],
+        group=geo["group"],
+        kernel_shape=geo["kernel"],
+        pads=list(pb) + pads_end,
+        output_padding=out_pad if any(out_pad) else None,
+    )
+
+
+def _bias_grad(ctx: RuleContext, g: str) -> str:
+    r = ctx.rank(ctx.y())
+    return ctx.b.reduce_sum(g, [0, *range(2, r)], keepdims=False)
+
+
+@register("Conv")
+def conv(ctx: RuleContext, grads: G) -> G:
+    g = grads[0]
+    assert g is not None
+    x, w = ctx.x(0), ctx.x(1)
+    if ctx.wants(1):
+        ctx.fail("gradients w.r.t. Conv weights are not implemented (the weight is computed from the input)")
+    gx = conv_data_grad(ctx, g, x, w, _geometry(ctx, x, w)) if ctx.wants(0) else None
+    gb = _bias_grad(ctx, g) if ctx.wants(2) else None
+    return [gx, None, gb][: len(ctx.inputs)]
+
+
+@register("ConvTranspose")
+def conv_transpose(ctx: RuleContext, grads: G) -> G:
+    g = grads[0]
+    assert g is not None
+    x, w, b = ctx.x(0), ctx.x(1), ctx.b
+    if ctx.wants(1):
+        ctx.fail("gradients w.r.t. ConvTranspose weights are not implemented")
+    gx = None
+    if ctx.wants(0):
+        geo = _geometry(ctx, x, w, transposed=True)
+        nd = geo["nd"]
+        op = list(ctx.attr("output_padding") or [0] * nd)
+        pads = geo["pads"]
+        auto = ctx.attr("auto_pad", "NOTSET")
+        if ctx.has_attr("output_shape") or auto in ("SAME_UPPER", "SAME_LOWER", "VALID"):
+            out = ctx.static_dims(ctx.y(), list(range(2, 2 + nd)))
+            pads = [0] * (2 * nd)
+            for i in range(nd):
+                total = geo["strides"][i] * (geo["in"][i] - 1) + op[i] + geo["eff"][i] - out[i]
+                if auto == "SAME_UPPER":
+                    pads[i], pads[i + nd] = total // 2, total - total // 2
+                else:
+                    pads[i], pads[i + nd] = total - total // 2, total // 2
+        pb, pe = pads[:nd], pads[nd:]
+        gx = b.op(
+            "Conv",
+            [g, w],
+            hint="dconvT",
+            strides=geo["strides"],
+            dilations=geo["dil"],
+            group=geo["group"],
+            kernel_shape=geo["kernel"],
+            pads=list(pb) + [max(0, p - o) for p, o in zip(pe, op, strict=True)],
+        )
+    gb = _bias_grad(ctx, g) if ctx.wants(2) else None
+    return [gx, None, gb][: len(ctx.inputs)]

@@ -1,0 +1,110 @@
+"""Gemm (transA/transB, alpha/beta) and MatMul (batched, broadcast, 1-D operands)."""
+
+from __future__ import annotations
+
+from ..registry import RuleContext, register
+
+G = list[str | None]
+
+
+@register("Gemm")
+def gemm(ctx: RuleContext, grads: G) -> G:
+    g = grads[0]
+    assert g is not None
+    b = ctx.b
+    a, bm = ctx.x(0), ctx.x(1)
+    alpha, beta = float(ctx.attr("alpha", 1.0)), float(ctx.attr("beta", 1.0))
+    ta, tb = int(ctx.attr("transA", 0)), int(ctx.attr("transB", 0))
+    ga = gb = gc = None
+    if ctx.wants(0):
+        if not ta:  # dA = alpha g op(B)^T
+            ga = b.op("Gemm", [g, bm], alpha=alpha, transB=1 - tb)
+        else:  # dA = alpha op(B) g^T
+            ga = b.op("Gemm", [bm, g], alpha=alpha, transA=tb, transB=1)
+    if ctx.wants(1):
+        if not tb:  # dB = alpha op(A)^T g
+            gb = b.op("Gemm", [a, g], alpha=alpha, transA=1 - ta)
+        else:  # dB = alpha g^T op(A)
+            gb = b.op("Gemm", [g, a], alpha=alpha, transA=1, transB=ta)
+    if len(ctx.inputs) > 2 and ctx.wants(2):
+        gs = g if beta == 1.0 else b.mul(g, b.scalar(beta, g))
+        gc = ctx.unbroadcast(gs, 2)
+    return [ga, gb, gc][: len(ctx.inputs)]
+
+
+def _swap_last(ctx: RuleContext, t: str, rank: int) -> str:
+    perm = list(range(rank))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    v = ctx.b.constant_value(t)
+    if v is not None:  # constant weights: transpose once at build time
+        return ctx.b.const(v.transpose(perm).copy(), hint="wT")
+    return ctx.b.op("Transpose", [t], perm=perm)
+
+
+@register("MatMul")
+def matmul(ctx: RuleContext, grads: G) -> G:
+    g = grads[0]
+    assert g is not None
+    b = ctx.b
+    a, m = ctx.x(0), ctx.x(1)
+    ra, rm = ctx.rank(a), ctx.rank(m)
+    # Promote 1-D operands as numpy does; the gradient is reshaped back at the end.
+    a2 = b.unsqueeze(a, [0]) if ra == 1 else a
+    m2 = b.unsqueeze(m, [1]) if rm == 1 else m
+    g2 = g
+    if ra == 1 and rm == 1:
+        g2 = b.unsqueeze(g, [0, 1])
+    elif ra == 1:
+        g2 = b.unsqueeze(g, [-2] if ctx.opset >= 13 else [ctx.rank(ctx.y()) - 1])
+    elif rm == 1:
+        g2 = b.unsqueeze(g, [-1] if ctx.opset >= 13 else [ctx.rank(ctx.y())])
+    ga = gm = None
+    if ctx.wants(0):
+        d = b.op("MatMul", [g2, _swap_last(ctx, m2, max(rm, 2))])
+        ga = _reduce_to(ctx, d, a, ra, max(ra, 2), max(ra, rm, 2))
+    if ctx.wants(1):
+        d = b.op("MatMul", [_swap_last(ctx, a2, max(ra, 2)), g2])
+        gm = _reduce_to(ctx, d, m, rm, max(rm, 2), max(ra, rm, 2))
+    return [ga, gm]
+
+
+def _reduce_to(ctx: RuleContext, d: str, target: str, rank: int, rank2: int, out_rank: int) -> str:
+    """Sum the batch axes `target` was broadcast over, then reshape to its shape."""
+    b = ctx.b
+    ts = b.static_shape(target) or ()
+    os_ = b.static_shape(ctx.y())
+    lead = out_rank - rank2
+    axes = list(range(lead))
+    tbatch = list(ts[: rank2 - 2]) if rank2 == rank else []
+    obatch = list(os_[lead : out_rank - 2]) if os_ is not None and len(os_) == out_rank else None
+    dynamic = False
+    for i, td in enumerate(tbatch):
+        od = obatch[i] if obatch is not None else None
+        if td == 1 and od != 1:
+            axes.append(lead + i)
+        elif not (isinstance(td, int) and td == od) and not (td is not None and td == od):
+            dynamic = True
+    if dynamic:  # unknown batch broadcast: the shared run-time un-broadcast
+        return _dynamic_reduce(ctx, d, target)
+    if axes:
+        d = b.reduce_sum(d, axes, keepdims=True)
+    if axes[:lead] or rank != rank2:
+        d = b.reshape_like(d, target)
+    return d
+
+
+def _dynamic_reduce(ctx: RuleContext, d: str, target: str) -> str:
+    b = ctx.b
+    if ctx.opset < 13:
+        ctx.fail("broadcast batch dims of unknown size need opset >= 13")
+    tshape = b.shape(target)
+    rd, rt = ctx.rank(ctx.y()), ctx.rank(target)
+    if rt < 2:
+        tshape = b.op("Concat", [tshape, b.ints([1])], axis=0) if rt == 1 else tshape
+    pad = rd - max(rt, 2)
+    full = b.op("Concat", [b.ints([1] * pad), tshape], axis=0) if pad > 0 else tshape
+    batch = b.op("Slice", [full, b.ints([0]), b.ints([-2]), b.ints([0])])
+    dbatch = b.op("Slice", [b.shape(d), b.ints([0]), b.ints([-2]), b.ints([0])])
+    neq = b.op("Not", [b.op("Equal", [batch, dbatch])])
+    axes = b.op("Reshape", [b.op("NonZero", [neq]), b.ints([-1])])
+    return b.reshape_like(b.reduce_sum_dynamic(d, axes), target)

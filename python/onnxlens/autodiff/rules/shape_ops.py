@@ -1,0 +1,159 @@
+"""Data movement: Flatten, Reshape, Squeeze, Unsqueeze, Transpose, Concat, Split, Slice, Pad,
+Gather, GatherElements, Tile, DepthToSpace/SpaceToDepth.
+
+Reshape-like ops reshape the gradient back to Shape(x). Ops that pick or repeat elements (Slice
+with any steps and negative indices, Gather, Pad in every mode, Tile) share one trick: the primal
+node is replayed on an int64 tensor holding each input element's flat index, which says where
+every output element came from; ScatterElements then sends the gradient back (with
+reduction="add" where an element can be picked twice). This keeps the batch dim dynamic and
+follows the op's own semantics exactly, for any attribute/input form of the opset.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+
+from ..registry import RuleContext, register
+
+G = list[str | None]
+
+
+@register("Flatten", "Reshape", "Squeeze", "Unsqueeze")
+def reshape_back(ctx: RuleContext, grads: G) -> G:
+    return [ctx.b.reshape_like(grads[0], ctx.x())] + [None] * (len(ctx.inputs) - 1)  # type: ignore[arg-type]
+
+
+@register("Transpose")
+def transpose(ctx: RuleContext, grads: G) -> G:
+    perm = ctx.attr("perm")
+    if perm is None:
+        perm = list(reversed(range(ctx.rank(ctx.x()))))
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return [ctx.b.op("Transpose", [grads[0]], perm=inv)]  # type: ignore[list-item]
+
+
+@register("Concat")
+def concat(ctx: RuleContext, grads: G) -> G:
+    b, g = ctx.b, grads[0]
+    assert g is not None
+    rank = ctx.rank(ctx.y())
+    axis = int(ctx.attr("axis"))
+    axis = axis + rank if axis < 0 else axis
+    sizes: list[int] | str = []
+    static = []
+    for x in ctx.inputs:
+        s = b.static_shape(x)
+        static.append(s[axis] if s is not None and len(s) > axis else None)
+    if all(isinstance(d, int) and d >= 0 for d in static):
+        sizes = static  # type: ignore[assignment]
+    else:
+        if ctx.opset < 13:
+            ctx.fail("Concat inputs with unknown sizes along the axis need opset >= 13 (pass input_shape=)")
+        parts = [b.op("Gather", [b.shape(x), b.ints([axis])], axis=0) for x in ctx.inputs]
+        sizes = b.op("Concat", parts, axis=0)
+    if len(ctx.inputs) == 1:
+        return [g]
+    outs = b.split(g, sizes, axis, len(ctx.inputs))
+    return [o if ctx.wants(i) else None for i, o in enumerate(outs)]
+
+
+@register("Split")
+def split(ctx: RuleContext, grads: G) -> G:
+    b = ctx.b
+    axis = int(ctx.attr("axis", 0))
+    parts = [g if g is not None else b.zeros_like(y) for g, y in zip(grads, ctx.outputs, strict=True)]
+    out = parts[0] if len(parts) == 1 else b.op("Concat", parts, axis=axis)
+    return [out] + [None] * (len(ctx.inputs) - 1)
+
+
+def replay_scatter(
+    ctx: RuleContext,
+    g: str,
+    duplicates: bool,
+    offset: int = 0,
+    replace: dict[int, str] | None = None,
+    zero_value_attr: bool = False,
+) -> str:
+    """Gradient of a gather-like node: replay it on flat indices, scatter the gradient back.
+
+    `offset` = 1 leaves slot 0 of the buffer for outputs that do not come from the input (Pad's
+    constant), dropped afterwards.
+    """
+    b, x = ctx.b, ctx.x()
+    if duplicates and ctx.opset < 16:
+        ctx.fail(
+            f"its backward needs ScatterElements(reduction='add') from opset 16, the model has opset {ctx.opset}; "
+            "convert it with onnx.version_converter.convert_version(model, 16)"
+        )
+    idx = b.flat_index_tensor(x, offset)
+    inputs = list(ctx.inputs)
+    inputs[0] = idx
+    for i, name in (replace or {}).items():
+        if i < len(inputs) and inputs[i]:
+            inputs[i] = name
+    out = b.names("replay")
+    node = helper.make_node(ctx.node.op_type, inputs, [out], name=b.names("replay_node"), domain=ctx.node.domain)
+    node.attribute.extend(a for a in ctx.node.attribute if not (zero_value_attr and a.name == "value"))
+    b.nodes.append(node)
+    flat_idx = b.op("Reshape", [out, b.ints([-1])])
+    flat_g = b.op("Reshape", [g, b.ints([-1])])
+    n = b.numel(x)
+    if offset:
+        n = b.op("Add", [n, b.ints([offset])])
+    zero = helper.make_tensor("zero", b.elem_type(x), [1], [0])
+    buf = b.op("ConstantOfShape", [n], value=zero)
+    attrs = {"reduction": "add"} if duplicates else {}
+    res = b.op("ScatterElements", [buf, flat_idx, flat_g], axis=0, **attrs)
+    if offset:
+        res = b.op("Slice", [res, b.ints([offset]), b.ints([2**62]), b.ints([0])])
+    return b.reshape_like(res, x)
+
+
+@register("Slice")
+def slice_(ctx: RuleContext, grads: G) -> G:
+    return [replay_scatter(ctx, grads[0], duplicates=False)] + [None] * (len(ctx.inputs) - 1)  # type: ignore[arg-type]
+
+
+@register("Gather")
+def gather(ctx: RuleContext, grads: G) -> G:
+    idx = ctx.b.constant_value(ctx.x(1))
+    dup = True
+    if idx is not None:
+        s = ctx.b.static_shape(ctx.x())
+        axis = int(ctx.attr("axis", 0))
+        flat = idx.reshape(-1).astype(np.int64)
+        if s is not None and isinstance(s[axis], int):
+            flat = np.where(flat < 0, flat + s[axis], flat)
+        dup = len(np.unique(flat)) != flat.size
+    return [replay_scatter(ctx, grads[0], duplicates=dup), None]  # type: ignore[arg-type]
+
+
+@register("GatherElements", "GatherND")
+def gather_elements(ctx: RuleContext, grads: G) -> G:
+    return [replay_scatter(ctx, grads[0], duplicates=True), None]  # type: ignore[arg-type]
+
+
+@register("Tile")
+def tile(ctx: RuleContext, grads: G) -> G:
+    return [replay_scatter(ctx, grads[0], duplicates=True), None]  # type: ignore[arg-type]
+
+
+@register("Pad")
+def pad(ctx: RuleContext, grads: G) -> G:
+    b = ctx.b
+    mode = ctx.attr("mode", "constant")
+    if ctx.opset < 11 and mode == "constant":
+        # `value` attribute: a float pad value, fine for the int64 index tensor too; 0 -> slot 0
+        return [replay_scatter(ctx, grads[0], duplicates=False, offset=1, zero_value_attr=True)]  # type: ignore[arg-type]
+    replace = {2: b.const(np.array(0, dtype=np.int64))}
+    dup = mode != "constant"
+    out = replay_scatter(ctx, grads[0], duplicates=dup, offset=1, replace=replace)  # type: ignore[arg-type]
+    return [out] + [None] * (len(ctx.inputs) - 1)
+
+
+@register("DepthToSpace", "SpaceToDepth")
+def depth_space(ctx: RuleContext, grads: G) -> G:
+    return [replay_scatter(ctx, grads[0], duplicates=False)]  # type: ignore[arg-type]

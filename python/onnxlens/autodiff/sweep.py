@@ -1,0 +1,170 @@
+"""The reverse sweep: which nodes to differentiate, in which order, and how gradients add up.
+
+1. Forward reachability from the `wrt` tensors through floating-point values (integer and bool
+   tensors - Shape, ArgMax, comparisons - carry no gradient, so shape-only branches need no rule).
+2. Backward reachability from the seeds. A node is differentiated only when one of its outputs
+   carries a gradient and one of its inputs is forward-reachable: the sweep stops where nothing
+   asked for lies further back.
+3. Nodes are visited in reverse topological order; a tensor's contributions are summed (Add for
+   two, Sum for more) only when its producer is reached or it is a requested gradient, so absent
+   gradients stay absent and no zero tensors are made for dead branches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import onnx
+from onnx import helper
+
+from ..errors import UnsupportedOperatorError
+from .builder import FLOAT_TYPES, GraphBuilder
+from .registry import RuleContext, RuleSet
+
+log = logging.getLogger("onnxlens")
+
+
+def _label(node: onnx.NodeProto) -> str:
+    return f"{node.op_type} {node.name or node.output[0]!r}" if node.name else f"{node.op_type} {node.output[0]!r}"
+
+
+def _subgraph_inputs(node: onnx.NodeProto) -> list[str]:
+    """Outer-scope names a control-flow node's subgraphs read (implicit inputs)."""
+    names: list[str] = []
+    for a in node.attribute:
+        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+        for g in graphs:
+            inner = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {t.name for t in g.initializer}
+            for n in g.node:
+                names += [i for i in n.input if i and i not in inner]
+                names += _subgraph_inputs(n)
+    return names
+
+
+class Sweep:
+    """One reverse sweep over `model` (a shape-inferred copy that the sweep may extend)."""
+
+    def __init__(self, model: onnx.ModelProto, b: GraphBuilder, rules: RuleSet) -> None:
+        self.model = model
+        self.b = b
+        self.rules = rules
+        self.contribs: dict[str, list[str]] = {}
+        self.parent: dict[str, tuple[onnx.NodeProto | None, str | None]] = {}
+
+    def _is_float(self, name: str) -> bool:
+        et = self.b.elem_types.get(name)
+        return et is None or et in FLOAT_TYPES
+
+    def path(self, tensor: str, limit: int = 9) -> str:
+        hops: list[str] = []
+        t: str | None = tensor
+        while t is not None and t in self.parent:
+            node, prev = self.parent[t]
+            hops.append(t if node is None else _label(node))
+            t = prev
+        hops.reverse()
+        if len(hops) > limit:
+            hops = hops[:3] + [f"... {len(hops) - 7} nodes ..."] + hops[-4:]
+        return " -> ".join(hops)
+
+    def forward_reach(self, wrt: Sequence[str]) -> set[str]:
+        reached = set(wrt)
+        for w in wrt:
+            self.parent[w] = (None, None)
+        for node in self.model.graph.node:
+            ins = [i for i in list(node.input) + _subgraph_inputs(node) if i in reached]
+            if not ins:
+                continue
+            for o in node.output:
+                if o and self._is_float(o) and o not in reached:
+                    reached.add(o)
+                    self.parent[o] = (node, ins[0])
+        return reached
+
+    def backward_reach(self, seeds: Sequence[str]) -> set[str]:
+        needed = set(seeds)
+        for node in reversed(self.model.graph.node):
+            if any(o in needed for o in node.output):
+                needed.update(i for i in list(node.input) + _subgraph_inputs(node) if i)
+        return needed
+
+    def add(self, tensor: str, grad: str) -> None:
+        self.contribs.setdefault(tensor, []).append(grad)
+
+    def grad(self, tensor: str) -> str | None:
+        parts = self.contribs.get(tensor)
+        if not parts:
+            return None
+        if len(parts) > 1:
+            if len(parts) == 2:
+                total = self.b.op("Add", parts, hint="acc")
+            else:
+                total = self.b.op("Sum", parts, hint="acc")
+            self.contribs[tensor] = [total]
+        return self.contribs[tensor][0]
+
+    def run(self, seeds: dict[str, str], wrt: Sequence[str]) -> dict[str, str | None]:
+        """Differentiate; `seeds` maps seeded tensors to seed input names. Returns wrt -> grad."""
+        fwd = self.forward_reach(wrt)
+        bwd = self.backward_reach(list(seeds))
+        for t, s in seeds.items():
+            self.add(t, s)
+        wrt_set = set(wrt)
+        for node in reversed(list(self.model.graph.node)):
+            outs = list(node.output)
+            if not any(o in self.contribs for o in outs if o):
+                continue
+            wanted = tuple(bool(i) and i in fwd and i in bwd and self._is_float(i) for i in node.input)
+            extra = [i for i in _subgraph_inputs(node) if i in fwd]
+            if not any(wanted) and not extra:
+                continue
+            grads = [self.grad(o) if o else None for o in outs]
+            if all(g is None for g in grads):
+                continue
+            rule = self.rules.lookup(node.domain, node.op_type)
+            if rule is None or extra:
+                where = self.path(next(o for o in outs if o in fwd)) if any(o in fwd for o in outs) else _label(node)
+                raise UnsupportedOperatorError(
+                    f"no gradient rule for operator {node.op_type!r}"
+                    + (f" (domain {node.domain!r})" if node.domain else "")
+                    + f" at node {node.name or outs[0]!r}, which the differentiated value reaches: {where}. "
+                    "Differentiate w.r.t. a tensor after it (wrt=...), or register a rule with "
+                    "onnxlens.autodiff.default_rules().overlay({...})."
+                )
+            ctx = RuleContext(node, self.b, wanted, path=self.path(outs[0]) if outs[0] in fwd else _label(node))
+            result = rule(ctx, grads)
+            for i, g in enumerate(result):
+                if g is not None and i < len(wanted) and wanted[i]:
+                    self.add(node.input[i], g)
+            # A requested intermediate's gradient is final here; sum it now so later (earlier
+            # in the graph) uses see one tensor.
+            for i in node.input:
+                if i in wrt_set:
+                    self.grad(i)
+        return {w: self.grad(w) for w in wrt}
+
+
+def seed_value_info(b: GraphBuilder, model: onnx.ModelProto, tensor: str, name: str) -> onnx.ValueInfoProto:
+    """A graph input like `tensor` with a dynamic batch dim (dim 0) when the model input has one."""
+    shape = b.static_shape(tensor)
+    et = b.elem_type(tensor)
+    if shape is None:
+        return helper.make_tensor_value_info(name, et, None)
+    dims: list[int | str | None] = list(shape)
+    if dims:
+        dims[0] = dims[0] if isinstance(dims[0], int) and _input_batch_static(model) else "batch"
+    dims = [d if d is not None else None for d in dims]
+    return helper.make_tensor_value_info(name, et, dims)
+
+
+def _input_batch_static(model: onnx.ModelProto) -> bool:
+    inits = {t.name for t in model.graph.initializer}
+    for v in model.graph.input:
+        if v.name in inits:
+            continue
+        d = v.type.tensor_type.shape.dim
+        return bool(d) and d[0].HasField("dim_value") and d[0].dim_value > 0
+    return False
+
+
