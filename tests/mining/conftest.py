@@ -76,8 +76,8 @@ def photo_crops(n: int, seed: int = 0, min_side: int = 24, max_side: int = 96) -
         p = photos[int(rng.integers(len(photos)))]
         h = int(rng.integers(min_side, max_side + 1))
         w = int(rng.integers(min_side, max_side + 1))
-        y = int(rng.integers(0, p.shape[0] - h))
-        x = int(rng.integers(0, p.shape[1] - w))
+        y = int(rng.integers(0, p.shape[0] - h + 1))
+        x = int(rng.integers(0, p.shape[1] - w + 1))
         c = p[y : y + h, x : x + w]
         if rng.random() < 0.5:
             c = c[:, ::-1]

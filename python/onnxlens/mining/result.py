@@ -8,7 +8,7 @@ Layout of DIR (format version 1)::
                               (index of the image in DATA's order), paths str (C, k) relative to
                               DATA, positions int32 (C, k, 2) (row, col in the layer grid),
                               boxes int32 (C, k, 4) (y0, x0, y1, x1) in model-input pixels,
-                              half-open and clipped, counts int64 (C,) images scored
+                              half-open and clipped, counts int64 (C,) filled slots
     skipped.json              [{"path", "reason"}] items that could not be read
     galleries/<layer-file>/c<channel>.png   the k patches of each channel
     index.html                self-contained index with relative links

@@ -45,7 +45,7 @@ class NumpyTopK:
     """Per-channel top-k in numpy with the `_core.TopK` contract (reference implementation).
 
     Empty slots hold value NaN, id -1, payload -1; NaN values are ignored; `counts` is the number of
-    non-NaN values seen per channel.
+    filled slots per channel (min(k, non-NaN values seen)), as in the C++ state.
     """
 
     MAGIC = b"OLNPTOPK"
@@ -57,7 +57,7 @@ class NumpyTopK:
         self._p = np.full((self.c, self.k, self.p), -1, np.int32)
         self._n = np.zeros(self.c, np.int64)
 
-    def _absorb(self, v: np.ndarray, i: np.ndarray, p: np.ndarray, n: np.ndarray) -> None:
+    def _absorb(self, v: np.ndarray, i: np.ndarray, p: np.ndarray) -> None:
         v = np.concatenate([self._v, v], axis=1)
         i = np.concatenate([self._i, i], axis=1)
         p = np.concatenate([self._p, p], axis=1)
@@ -71,7 +71,7 @@ class NumpyTopK:
         empty = np.isnan(self._v)
         self._i[empty] = -1
         self._p[empty] = -1
-        self._n += n
+        self._n = (~empty).sum(1).astype(np.int64)
 
     def update(
         self, values: np.ndarray, ids: np.ndarray, payload: np.ndarray | None = None
@@ -84,10 +84,10 @@ class NumpyTopK:
             p = np.asarray(payload, np.int32).transpose(1, 0, 2)
         else:
             p = np.zeros((self.c, n, 0), np.int32)
-        self._absorb(v, i, p, (~np.isnan(values)).sum(0))
+        self._absorb(v, i, p)
 
     def merge(self, other: NumpyTopK) -> None:
-        self._absorb(other._v, other._i, other._p, other._n)
+        self._absorb(other._v, other._i, other._p)
 
     def serialise(self) -> bytes:
         head = np.array([self.c, self.k, self.p], np.int64).tobytes()

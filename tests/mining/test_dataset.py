@@ -1,0 +1,91 @@
+"""Datasets: folder trees, list files and parquet give the same deterministic items; bad files skip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import photo_crops, write_folder
+from onnxlens.errors import ConfigurationError, ImageError
+from onnxlens.mining.dataset import open_dataset
+
+
+def test_folder_is_recursive_sorted_and_relative(tmp_path: Path) -> None:
+    names = write_folder(tmp_path, photo_crops(6, seed=4), subdirs=3)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / ".hidden").mkdir()
+    cv2.imwrite(str(tmp_path / ".hidden" / "x.png"), np.zeros((4, 4, 3), np.uint8))
+    ds = open_dataset(tmp_path)
+    assert ds.names == names and ds.kind == "folder"
+    assert [len(s) for s in ds.shards(4)] == [4, 2]
+    assert ds.shards(4)[1].start == 4
+    assert ds.folder_labels() == [n.split("/")[0] for n in names]
+    assert ds.read(0).dtype == np.uint8 and ds.read(0).ndim == 3
+    assert open_dataset(tmp_path).fingerprint() == ds.fingerprint()
+    cv2.imwrite(str(tmp_path / "d0" / "new.png"), np.zeros((4, 4, 3), np.uint8))
+    assert open_dataset(tmp_path).fingerprint() != ds.fingerprint()
+
+
+def test_list_files_relative_to_the_list(tmp_path: Path) -> None:
+    names = write_folder(tmp_path / "imgs", photo_crops(4, seed=5))
+    (tmp_path / "list.txt").write_text(
+        "# a comment\n" + "\n".join(f"imgs/{n}" for n in reversed(names)) + "\n\n"
+    )
+    ds = open_dataset(tmp_path / "list.txt")
+    assert ds.names == [f"imgs/{n}" for n in reversed(names)]  # the list's order is kept
+    np.testing.assert_array_equal(ds.read(0), open_dataset(tmp_path / "imgs").read(3))
+    (tmp_path / "list.csv").write_text(
+        "label,path\n" + "\n".join(f"x,imgs/{n}" for n in names) + "\n"
+    )
+    assert open_dataset(tmp_path / "list.csv").names == [f"imgs/{n}" for n in names]
+
+
+def test_parquet_plain_and_huggingface_struct(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    imgs = photo_crops(5, seed=6)
+    blobs = [cv2.imencode(".png", im[:, :, ::-1])[1].tobytes() for im in imgs]
+    blobs[2] = b"garbage"
+    pq.write_table(
+        pa.table(
+            {
+                "bytes": blobs,
+                "path": [f"p/{i}.png" for i in range(5)],
+                "label": ["a", "b", "a", "b", "a"],
+            }
+        ),
+        tmp_path / "plain.parquet",
+    )
+    ds = open_dataset(tmp_path / "plain.parquet")
+    assert ds.names == [f"p/{i}.png" for i in range(5)] and ds.folder_labels() == [
+        "a",
+        "b",
+        "a",
+        "b",
+        "a",
+    ]
+    np.testing.assert_array_equal(ds.read(1), imgs[1])
+    with pytest.raises(ImageError, match="row 2"):
+        ds.read(2)
+    struct = pa.array([{"bytes": b, "path": None} for b in blobs])
+    pq.write_table(pa.table({"image": struct}), tmp_path / "hf.parquet")
+    ds = open_dataset(tmp_path / "hf.parquet")
+    assert ds.names[0] == "row-00000000"
+    np.testing.assert_array_equal(ds.read(4), imgs[4])
+    pq.write_table(pa.table({"pixels": [1, 2]}), tmp_path / "bad.parquet")
+    with pytest.raises(ConfigurationError, match="no image column"):
+        open_dataset(tmp_path / "bad.parquet")
+
+
+def test_missing_and_empty_data(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        open_dataset(tmp_path / "nope")
+    (tmp_path / "e").mkdir()
+    with pytest.raises(ConfigurationError, match="holds no images"):
+        open_dataset(tmp_path / "e")
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(ConfigurationError, match="neither a folder"):
+        open_dataset(tmp_path / "x.json")

