@@ -55,7 +55,7 @@ def reference(
             pos[ch, : len(order), 0], pos[ch, : len(order), 1] = np.divmod(
                 am[order, ch], a.shape[3]
             )
-        names = np.array([""] + ds.names)
+        names = np.array(["", *ds.names])
         out[name] = {
             "values": vals,
             "ids": top,

@@ -1,0 +1,54 @@
+"""Embeddings: vectors are the layer's spatial mean per image; maps, plots and HTML are written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onnxlens import Model
+from onnxlens.errors import ConfigurationError
+from onnxlens.mining import embed, open_dataset
+
+pytest.importorskip("sklearn")
+
+
+def test_embed_vectors_labels_and_files(
+    tiny_model_path: Path, photo_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "emb"
+    res = embed(tiny_model_path, photo_dir, "r2", out, batch_size=7, progress=False, thumbnails=10)
+    model = Model(tiny_model_path)
+    ds = open_dataset(photo_dir)
+    ok = [i for i, n in enumerate(ds.names) if not n.endswith(("broken.jpg", "empty.png"))]
+    x = model.preprocess.to_tensor(np.stack([model.preprocess.fit(ds.read(i)) for i in ok]))
+    acts = model.activations(x, "r2")["r2"]
+    np.testing.assert_allclose(res["vectors"], acts.mean((2, 3)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(res["predicted"], model.predict(x).argmax(1))
+    assert res["paths"] == [ds.names[i] for i in ok]
+    assert res["labels"] == [n.split("/")[0] for n in res["paths"]]  # auto: folder labels
+    assert res["coords"].shape == (40, 2) and np.isfinite(res["coords"]).all()
+    np.testing.assert_array_equal(np.load(out / "vectors.npy"), res["vectors"])
+    assert (out / "paths.txt").read_text().splitlines() == res["paths"]
+    assert (out / "map.png").stat().st_size > 1000
+    html = (out / "map.html").read_text()
+    assert html.count("<img") == 10 and html.count("<i ") == 30 and "thumbs/" in html
+    assert len(list((out / "thumbs").glob("*.jpg"))) == 10
+    again = embed(
+        tiny_model_path,
+        photo_dir,
+        "r2",
+        tmp_path / "e2",
+        batch_size=40,
+        color_by="predicted",
+        progress=False,
+        thumbnails=0,
+    )
+    np.testing.assert_array_equal(again["coords"], res["coords"])  # seeded t-SNE
+    assert set(again["labels"]) <= {f"class {i}" for i in range(4)}
+
+
+def test_embed_errors(tiny_model_path: Path, photo_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="--method"):
+        embed(tiny_model_path, photo_dir, "r2", tmp_path / "e", method="pca", progress=False)
