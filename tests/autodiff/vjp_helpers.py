@@ -82,15 +82,15 @@ def check_vjp(
     fwd = session(add_outputs(model, seeds))
     outs0 = dict(zip(seeds, fwd.run(seeds, dict(feeds)), strict=True))
     cts = {
-        s: (np.asarray(cotangents[s]) if cotangents and s in cotangents else rng.standard_normal(outs0[s].shape)).astype(outs0[s].dtype)
+        s: np.asarray(cotangents[s] if cotangents and s in cotangents else rng.standard_normal(outs0[s].shape)).astype(outs0[s].dtype)
         for s in seeds
     }
-    dirs = {w: rng.standard_normal(feeds[w].shape).astype(feeds[w].dtype) for w in wrt}
+    dirs = {w: np.asarray(rng.standard_normal(feeds[w].shape)).astype(feeds[w].dtype) for w in wrt}
 
     def f(sign: float) -> float:
         shifted = dict(feeds)
         for w in wrt:
-            shifted[w] = (feeds[w].astype(np.float64) + sign * eps * dirs[w]).astype(feeds[w].dtype)
+            shifted[w] = np.asarray(feeds[w].astype(np.float64) + sign * eps * dirs[w]).astype(feeds[w].dtype)
         outs = fwd.run(seeds, shifted)
         return float(sum(np.sum(cts[s].astype(np.float64) * o.astype(np.float64)) for s, o in zip(seeds, outs, strict=True)))
 

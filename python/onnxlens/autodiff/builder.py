@@ -207,8 +207,25 @@ class GraphBuilder:
 
     def where_zero(self, cond: str, g: str, otherwise_zero_first: bool = False) -> str:
         """Where(cond, g, 0) (or Where(cond, 0, g)): masks from primal values, no zero tensors."""
+        if self.opset < 9:  # no Where before opset 9: multiply by the mask
+            if otherwise_zero_first:
+                cond = self.op("Not", [cond])
+            return self.op("Mul", [g, self.op("Cast", [cond], to=self.elem_type(g))])
         zero = self.scalar(0.0, g)
         return self.op("Where", [cond, zero, g] if otherwise_zero_first else [cond, g, zero])
+
+    def select(self, cond: str, a: str, b: str) -> str:
+        """Where(cond, a, b), also before opset 9."""
+        if self.opset < 9:
+            return self.op("Add", [self.where_zero(cond, a), self.where_zero(cond, b, otherwise_zero_first=True)])
+        return self.op("Where", [cond, a, b])
+
+    def erf(self, x: str) -> str:
+        """Erf; ORT has no double Erf kernel, so float64 goes through float32 (about 1e-7 relative)."""
+        if self.elem_type(x) == TensorProto.DOUBLE:
+            y = self.op("Erf", [self.op("Cast", [x], to=TensorProto.FLOAT)])
+            return self.op("Cast", [y], to=TensorProto.DOUBLE)
+        return self.op("Erf", [x])
 
     def numel(self, x: str) -> str:
         """Number of elements of `x` as an int64 1-D tensor of length 1."""

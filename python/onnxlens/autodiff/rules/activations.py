@@ -26,7 +26,7 @@ def relu(ctx: RuleContext, grads: G) -> G:
 def leaky_relu(ctx: RuleContext, grads: G) -> G:
     b, g = ctx.b, grads[0]
     alpha = float(ctx.attr("alpha", 0.01))
-    return [b.op("Where", [_gt0(ctx, ctx.x()), g, b.mul(g, b.scalar(alpha, ctx.x()))])]  # type: ignore[list-item]
+    return [b.select(*[_gt0(ctx, ctx.x()), g, b.mul(g, b.scalar(alpha, ctx.x()))])]  # type: ignore[list-item]
 
 
 @register("PRelu")
@@ -34,7 +34,7 @@ def prelu(ctx: RuleContext, grads: G) -> G:
     b, g = ctx.b, grads[0]
     assert g is not None
     pos = _gt0(ctx, ctx.x())
-    gx = b.op("Where", [pos, g, b.mul(g, ctx.x(1))]) if ctx.wants(0) else None
+    gx = b.select(*[pos, g, b.mul(g, ctx.x(1))]) if ctx.wants(0) else None
     gs = None
     if ctx.wants(1):
         gs = ctx.unbroadcast(b.where_zero(pos, b.mul(g, ctx.x()), otherwise_zero_first=True), 1)
@@ -91,7 +91,7 @@ def hard_swish(ctx: RuleContext, grads: G) -> G:
     b, x, g = ctx.b, ctx.x(), grads[0]
     assert g is not None
     mid = b.mul(g, b.op("Add", [b.mul(x, b.scalar(1.0 / 3.0, x)), b.scalar(0.5, x)]))
-    upper = b.op("Where", [b.op("Greater", [x, b.scalar(3.0, x)]), g, mid])
+    upper = b.select(*[b.op("Greater", [x, b.scalar(3.0, x)]), g, mid])
     return [b.where_zero(b.op("Less", [x, b.scalar(-3.0, x)]), upper, otherwise_zero_first=True)]
 
 
@@ -106,7 +106,7 @@ def elu(ctx: RuleContext, grads: G) -> G:
     b, g, y = ctx.b, grads[0], ctx.y()
     alpha = float(ctx.attr("alpha", 1.0))
     neg = b.mul(g, b.op("Add", [y, b.scalar(alpha, y)]))
-    return [b.op("Where", [_gt0(ctx, ctx.x()), g, neg])]  # type: ignore[list-item]
+    return [b.select(*[_gt0(ctx, ctx.x()), g, neg])]  # type: ignore[list-item]
 
 
 @register("Selu")
@@ -116,7 +116,7 @@ def selu(ctx: RuleContext, grads: G) -> G:
     gamma = float(ctx.attr("gamma", 1.05070102214813232421875))
     pos = b.mul(g, b.scalar(gamma, y))
     neg = b.mul(g, b.op("Add", [y, b.scalar(alpha * gamma, y)]))
-    return [b.op("Where", [_gt0(ctx, ctx.x()), pos, neg])]  # type: ignore[list-item]
+    return [b.select(*[_gt0(ctx, ctx.x()), pos, neg])]  # type: ignore[list-item]
 
 
 @register("Celu")
@@ -124,7 +124,7 @@ def celu(ctx: RuleContext, grads: G) -> G:
     b, g, y = ctx.b, grads[0], ctx.y()
     alpha = float(ctx.attr("alpha", 1.0))
     neg = b.mul(g, b.op("Add", [b.mul(y, b.scalar(1.0 / alpha, y)), b.scalar(1.0, y)]))
-    return [b.op("Where", [_gt0(ctx, ctx.x()), g, neg])]  # type: ignore[list-item]
+    return [b.select(*[_gt0(ctx, ctx.x()), g, neg])]  # type: ignore[list-item]
 
 
 @register("Softplus")
@@ -162,7 +162,7 @@ def gelu(ctx: RuleContext, grads: G) -> G:
             [b.mul(b.op("Add", [s(1.0), t]), s(0.5)), b.mul(b.mul(b.mul(x, s(0.5)), b.op("Sub", [s(1.0), b.mul(t, t)])), du)],
         )
     else:
-        cdf = b.mul(b.op("Add", [s(1.0), b.op("Erf", [b.mul(x, s(1.0 / math.sqrt(2.0)))])]), s(0.5))
+        cdf = b.mul(b.op("Add", [s(1.0), b.erf(b.mul(x, s(1.0 / math.sqrt(2.0))))]), s(0.5))
         pdf = b.mul(b.op("Exp", [b.mul(b.mul(x, x), s(-0.5))]), s(1.0 / math.sqrt(2.0 * math.pi)))
         d = b.op("Add", [cdf, b.mul(x, pdf)])
     return [b.mul(grads[0], d)]  # type: ignore[arg-type]

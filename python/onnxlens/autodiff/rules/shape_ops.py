@@ -83,6 +83,11 @@ def replay_scatter(
     constant), dropped afterwards.
     """
     b, x = ctx.b, ctx.x()
+    if ctx.opset < 11:
+        ctx.fail(
+            f"its backward needs Range and ScatterElements (opset 11), the model has opset {ctx.opset}; "
+            "convert it with onnx.version_converter.convert_version(model, 11)"
+        )
     if duplicates and ctx.opset < 16:
         ctx.fail(
             f"its backward needs ScatterElements(reduction='add') from opset 16, the model has opset {ctx.opset}; "
@@ -156,4 +161,10 @@ def pad(ctx: RuleContext, grads: G) -> G:
 
 @register("DepthToSpace", "SpaceToDepth")
 def depth_space(ctx: RuleContext, grads: G) -> G:
-    return [replay_scatter(ctx, grads[0], duplicates=False)]  # type: ignore[arg-type]
+    """SpaceToDepth and DepthToSpace(mode=DCR) are each other's inverse permutations."""
+    bs = int(ctx.attr("blocksize"))
+    if ctx.node.op_type == "SpaceToDepth":
+        return [ctx.b.op("DepthToSpace", [grads[0]], blocksize=bs, mode="DCR")]  # type: ignore[list-item]
+    if ctx.attr("mode", "DCR") != "DCR":
+        ctx.fail("DepthToSpace mode CRD is not supported")
+    return [ctx.b.op("SpaceToDepth", [grads[0]], blocksize=bs)]  # type: ignore[list-item]
