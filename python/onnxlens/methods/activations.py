@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model import Model
 from ..graph import Layer
+from ..model import Model
+from ..render import channel_stats
 
 # Ops whose outputs are what a unit "fires": preferred over the linear Conv output before them.
 _ACTIVATION_OPS = {"Relu", "Clip", "HardSwish", "Sigmoid", "HardSigmoid", "LeakyRelu", "PRelu", "Elu", "Selu", "Gelu", "Mul", "Tanh", "Softplus"}
@@ -60,19 +61,17 @@ def to_nchw(a: np.ndarray, layout: str) -> np.ndarray:
 
 
 def layer_stats(name: str, acts: np.ndarray) -> LayerStats:
-    """Sparsity and blank-channel counts of (N, C, H, W) activations; NaN-safe."""
-    a = np.asarray(acts, dtype=np.float32)
-    finite = np.where(np.isfinite(a), a, 0.0)
-    flat = finite.reshape(a.shape[0], a.shape[1], -1) if a.ndim >= 3 else finite.reshape(a.shape[0], -1, 1)
-    per_channel = flat.transpose(1, 0, 2).reshape(flat.shape[1], -1)
-    blank = int(np.sum(per_channel.max(axis=1) == per_channel.min(axis=1)))
+    """Sparsity (fraction <= 0), blank channels, mean and max of (N, C, H, W) activations."""
+    st = channel_stats(acts)
+    finite = np.asarray(acts, dtype=np.float32)
+    finite = finite[np.isfinite(finite)]
     return LayerStats(
         layer=name,
-        shape=tuple(a.shape),
-        sparsity=float(np.mean(finite <= 0)),
-        blank_channels=blank,
-        mean=float(finite.mean()),
-        max=float(finite.max()),
+        shape=tuple(acts.shape),
+        sparsity=st["nonpositive"],
+        blank_channels=st["blank_channels"],
+        mean=float(finite.mean()) if finite.size else float("nan"),
+        max=float(finite.max()) if finite.size else float("nan"),
     )
 
 
