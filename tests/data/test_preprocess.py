@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import onnxlens
-from conftest import tiny_cnn
 from onnxlens.data import PreprocessSpec
 from onnxlens.errors import ConfigurationError
+from synthetic import tiny_cnn
 
 
 def test_imagenet_default_matches_numpy():

@@ -57,7 +57,7 @@ def cuda_status() -> tuple[bool, str]:
     return (True, "") if ok else (False, "CUDA libraries or GPU not found")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _announce_cpu_fallback(reason: str) -> None:
     log.info("onnxlens: running on CPU (%s).", reason)
 

@@ -13,7 +13,6 @@ import onnxruntime as ort
 from ..errors import ModelLoadError, UnsupportedOperatorError
 from .device import resolve_providers
 
-
 # Fusions that fold one layer's weights into another's (BatchNorm or a constant Add/Mul into
 # Conv). They round differently from the unfused graph, and ORT cannot apply them across a
 # tensor that is a graph output, so with them a tapped graph's original outputs would differ from
