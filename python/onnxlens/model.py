@@ -383,6 +383,57 @@ class Model:
             results.update(dict(zip(fetch, outs, strict=True)))
         return {name: results[t] for name, t in zip(layers, tensors, strict=True)}
 
+    # -- gradients (onnxlens.autodiff) ---------------------------------------------------------
+    def vjp(
+        self,
+        inputs: Inputs,
+        cotangents: Mapping[str, np.ndarray],
+        wrt: Sequence[str] | str = "input",
+        rules: object = None,
+        batch_size: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Vector-Jacobian product: gradients of sum_k <cotangents[k], tensor k> w.r.t. `wrt`.
+
+        Names (cotangent keys and `wrt`) are tensor names, node names or "input". Returns a dict
+        keyed by the `wrt` names as given (primal outputs are not returned; see
+        `activations_and_gradients`). `rules`: None, "guided", "deconvnet" or a RuleSet. The VJP
+        graph and its session are cached per (seeds, wrt, rules).
+        """
+        from .autodiff.api import vjp
+
+        return vjp(self, inputs, cotangents, wrt, rules, batch_size)  # type: ignore[arg-type]
+
+    def gradient(
+        self,
+        inputs: Inputs,
+        target: object,
+        output: str | None = None,
+        wrt: Sequence[str] | str = "input",
+        rules: object = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray | dict[str, np.ndarray]:
+        """Gradient of a score w.r.t. the input (or layers). `target`: a class index, one index
+        per sample, or a float cotangent array shaped like `output` (dense outputs). `output`
+        defaults to the first output. An array shaped like the input (or like the layer) for a
+        single `wrt` name; a dict keyed by the names for a list."""
+        from .autodiff.api import gradient
+
+        return gradient(self, inputs, target, output, wrt, rules, batch_size)  # type: ignore[arg-type]
+
+    def activations_and_gradients(
+        self,
+        inputs: Inputs,
+        layers: Sequence[str] | str,
+        target: object,
+        output: str | None = None,
+        rules: object = None,
+        batch_size: int | None = None,
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(activations, their gradients, model outputs) from one run per batch (Grad-CAM)."""
+        from .autodiff.api import activations_and_gradients
+
+        return activations_and_gradients(self, inputs, layers, target, output, rules, batch_size)  # type: ignore[arg-type]
+
     # -- weights as pictures -------------------------------------------------------------------
     def conv_layers(self) -> list[Layer]:
         return [la for la in self._layers if la.op in ("Conv", "ConvTranspose")]

@@ -121,7 +121,8 @@ class GraphBuilder:
     def const(self, value: Any, dtype: Any = None, hint: str = "c") -> str:
         """An initializer holding `value` (deduplicated by content)."""
         arr = np.asarray(value, dtype=dtype)
-        key = (arr.dtype.str, arr.shape, arr.tobytes())
+        # Dedupe small constants (scalars, axes, shapes) by content; weights are made once anyway.
+        key = (arr.dtype.str, arr.shape, arr.tobytes()) if arr.nbytes <= 4096 else ("id", id(arr))
         name = self._const_cache.get(key)
         if name is None:
             name = self.names(hint)
