@@ -31,9 +31,10 @@ def test_layer_stats_nan_and_constant_are_quiet():
     assert st.blank_channels == 3 and st.max == 7.0
 
 
-def test_select_channels_picks_most_active_in_order():
+def test_select_channels_picks_most_varied_in_order():
     a = np.zeros((6, 2, 2), np.float32)
-    a[[1, 4, 5]] = [[[3.0]], [[9.0]], [[1.0]]]
+    a[0] = 6.0  # saturated: high mean, no structure
+    a[1, 0, 0], a[4, 1, 1], a[5, 0, 1] = 3.0, 9.0, 1.0
     np.testing.assert_array_equal(select_channels(a, 2), [1, 4])
     np.testing.assert_array_equal(select_channels(a, None), np.arange(6))
 

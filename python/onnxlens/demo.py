@@ -157,7 +157,7 @@ def page_activations(ctx: DemoContext, report: Report) -> None:
     layers = default_layers(ctx.model, 4)
     acts = ctx.model.activations(ctx.x, layers)
     sec.parts.append(
-        f"<p class='note'>The {ctx.channels} most active channels of {len(layers)} layers from early to late, "
+        f"<p class='note'>The {ctx.channels} most varied channels of {len(layers)} layers from early to late, "
         "each channel standardised on its own (blank channels drawn flat). "
         "<code>onnxlens activations MODEL IMAGE --layers ... --out DIR</code></p>"
     )
@@ -169,8 +169,8 @@ def page_activations(ctx: DemoContext, report: Report) -> None:
         for i, name in enumerate(ctx.names):
             chans = select_channels(a[i], ctx.channels)
             src = f"activations/{name}/{safe_name(layer)}.png"
-            _png(ctx.out / src, channel_grid(a[i][chans]))
-            sec.parts.append(Report.figure(src, esc(name), 300))
+            _png(ctx.out / src, channel_grid(a[i][chans], ncols=8))
+            sec.parts.append(Report.figure(src, esc(name), 270))
     sec.parts.append(
         "<h3>Statistics over the photos</h3>"
         + Report.table(["layer", "C x H x W", "sparsity (<=0)", "blank channels", "mean", "max"], stats, {3, 4, 5})

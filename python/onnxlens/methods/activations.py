@@ -82,12 +82,14 @@ def safe_name(name: str) -> str:
 
 
 def top_channels(acts: np.ndarray, count: int) -> np.ndarray:
-    """Indices of the `count` channels with the highest mean activation on (C, H, W) maps, in
-    channel order — the ones worth looking at when a layer has hundreds."""
+    """Indices of the `count` channels whose (C, H, W) maps vary most over space, in channel
+    order: the ones worth looking at when a layer has hundreds. (Ranking by mean would pick
+    channels saturated everywhere, which draw as flat tiles.)"""
     c = acts.shape[0]
     if count >= c:
         return np.arange(c)
-    score = np.nan_to_num(acts.reshape(c, -1).mean(axis=1), nan=-np.inf)
+    flat = np.where(np.isfinite(acts), acts, 0.0).reshape(c, -1)
+    score = flat.std(axis=1)
     return np.sort(np.argsort(-score, kind="stable")[:count])
 
 
