@@ -74,7 +74,7 @@ def export_efficientnet_lite0(path: str | Path | None = None, opset: int = 17) -
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 net,
-                torch.zeros(1, 3, 224, 224),
+                (torch.zeros(1, 3, 224, 224),),
                 tmp,
                 input_names=["input"],
                 output_names=["logits"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -301,7 +302,7 @@ class Model:
             la = self._layer_by_name.get(name)
             shape = la.shape if la else None
             if shape and all(isinstance(d, int) and d > 0 for d in shape[1:]):
-                total += 4 * int(np.prod(shape[1:], dtype=np.int64))
+                total += 4 * math.prod([int(d) for d in shape[1:] if isinstance(d, int)])
             else:  # unknown shape: assume as large as the input, times the widest common expansion
                 ishape = self.input.shape or ()
                 total += 4 * 64 * int(np.prod([d for d in ishape[1:] if isinstance(d, int) and d > 0] or [1]))

@@ -8,6 +8,7 @@ explanation. Override them in code, with CLI flags, or in a sidecar `<model>.pre
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -78,7 +79,7 @@ class PreprocessSpec:
         return replace(self, assumed=assumed, **clean)  # type: ignore[arg-type]
 
     @classmethod
-    def from_file(cls, path: str | Path, base: PreprocessSpec | None = None) -> PreprocessSpec:
+    def from_file(cls, path: str | os.PathLike, base: PreprocessSpec | None = None) -> PreprocessSpec:
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
@@ -150,9 +151,8 @@ class PreprocessSpec:
 
     def __call__(self, images: Sequence[ImageLike] | ImageLike) -> tuple[np.ndarray, np.ndarray]:
         """(input tensor, fitted uint8 RGB images (N, H, W, 3)) for paths or arrays."""
-        if isinstance(images, str | Path | np.ndarray):
-            images = [images]
-        fitted = np.stack([self.fit(load_image(im)) for im in images])
+        items: Sequence[ImageLike] = [images] if isinstance(images, str | os.PathLike | np.ndarray) else images
+        fitted = np.stack([self.fit(load_image(im)) for im in items])
         return self.to_tensor(fitted), fitted
 
 
