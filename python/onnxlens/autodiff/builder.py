@@ -122,13 +122,14 @@ class GraphBuilder:
         """An initializer holding `value` (deduplicated by content)."""
         arr = np.asarray(value, dtype=dtype)
         # Dedupe small constants (scalars, axes, shapes) by content; weights are made once anyway.
-        key = (arr.dtype.str, arr.shape, arr.tobytes()) if arr.nbytes <= 4096 else ("id", id(arr))
-        name = self._const_cache.get(key)
+        key = (arr.dtype.str, arr.shape, arr.tobytes()) if arr.nbytes <= 4096 else None
+        name = self._const_cache.get(key) if key is not None else None
         if name is None:
             name = self.names(hint)
             self.initializers.append(numpy_helper.from_array(arr, name))
             self.elem_types[name] = helper.np_dtype_to_tensor_dtype(arr.dtype)
-            self._const_cache[key] = name
+            if key is not None:
+                self._const_cache[key] = name
         return name
 
     def scalar(self, value: float, like: str) -> str:
