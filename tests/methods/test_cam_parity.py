@@ -1,0 +1,92 @@
+"""Every CAM method against pytorch-grad-cam on the same weights and layer: the maps at input
+resolution correlate >= 0.99 (pytorch-grad-cam resizes with cv2 after normalising at layer
+resolution, Score-CAM upsamples its masks with align_corners=True: small, not zero, differences)."""
+
+from __future__ import annotations
+
+import nets
+import numpy as np
+import pytest
+import torch
+
+import onnxlens
+from onnxlens.methods.base import default_layer
+
+pgc = nets.import_pytorch_grad_cam()
+
+# (ours, theirs) -- CAM is compared with Grad-CAM: on GAP -> FC networks both are
+# sum_c W[k, c] A_c up to a positive factor, and pytorch-grad-cam has no plain CAM class.
+PAIRS = [
+    ("CAM", "GradCAM"),
+    ("GradCAM", "GradCAM"),
+    ("GradCAMPlusPlus", "GradCAMPlusPlus"),
+    ("XGradCAM", "XGradCAM"),
+    ("HiResCAM", "HiResCAM"),
+    ("LayerCAM", "LayerCAM"),
+    ("EigenCAM", "EigenCAM"),
+    ("ScoreCAM", "ScoreCAM"),
+    ("AblationCAM", "AblationCAM"),
+]
+
+
+def theirs(name: str, net, layer, x: np.ndarray, target) -> np.ndarray:
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cls = getattr(pgc, name)
+    targets = None if target is None else [ClassifierOutputTarget(int(t)) for t in target]
+    with cls(model=net, target_layers=[layer]) as cam:
+        if name == "ScoreCAM":
+            cam.batch_size = 64
+        return cam(input_tensor=torch.from_numpy(x), targets=targets)
+
+
+def same_maps(ours: np.ndarray, ref: np.ndarray, what: str) -> None:
+    for i in range(len(ref)):
+        if np.ptp(ref[i]) == 0:  # a negative map is clipped to zero by both: constant maps -> zeros
+            assert np.all(ours[i] == 0), (what, i)
+        else:
+            assert nets.corr(ours[i], ref[i]) >= 0.99, (what, i)
+
+
+@pytest.mark.parametrize(("ours", "ref"), PAIRS)
+@pytest.mark.parametrize("target", [None, [3, 7]])
+def test_cam_family_matches_pytorch_grad_cam_vgg(vgg, ours: str, ref: str, target) -> None:
+    net, model, x = vgg
+    exp = getattr(onnxlens, ours)(model, progress=False).attribute(x, target=target)
+    ref_maps = theirs(ref, net, net.features[-1], x, target)
+    assert exp.heatmap.shape == ref_maps.shape == (2, 64, 64)
+    assert exp.heatmap.dtype == np.float32 and exp.heatmap.min() >= 0 and exp.heatmap.max() <= 1
+    same_maps(exp.heatmap, ref_maps, ours)
+    if target is not None:
+        assert exp.target.tolist() == target
+    else:
+        assert exp.target.tolist() == net(torch.from_numpy(x)).argmax(1).tolist()
+
+
+@pytest.mark.parametrize(
+    ("ours", "ref"), [p for p in PAIRS if p[0] not in ("ScoreCAM", "AblationCAM", "EigenCAM")]
+)
+def test_gradient_cams_match_pytorch_grad_cam_resnet18(resnet18, ours: str, ref: str) -> None:
+    net, model, x = resnet18
+    assert default_layer(model) == "/layer4/layer4.1/Relu_1_output_0"
+    exp = getattr(onnxlens, ours)(model, progress=False).attribute(x, target=[1, 500])
+    ref_maps = theirs(ref, net, net.layer4[-1], x, [1, 500])
+    assert np.ptp(ref_maps[0]) > 0
+    same_maps(exp.heatmap, ref_maps, ours)
+
+
+def test_multi_layer_average_matches_pytorch_grad_cam(resnet18) -> None:
+    """Two layers (the full VJP graph path: layer3 has a skip connection around it)."""
+    net, model, x = resnet18
+    layers = ["/layer3/layer3.1/Relu_1_output_0", "/layer4/layer4.1/Relu_1_output_0"]
+    exp = onnxlens.GradCAM(model, layer=layers).attribute(x, target=[2, 9])
+    with pgc.GradCAM(model=net, target_layers=[net.layer3[-1], net.layer4[-1]]) as cam:
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        ref = cam(
+            input_tensor=torch.from_numpy(x),
+            targets=[ClassifierOutputTarget(2), ClassifierOutputTarget(9)],
+        )
+    assert set(exp.raw) == set(layers)
+    assert exp.raw[layers[0]].shape == (2, 7, 7) and exp.raw[layers[1]].shape == (2, 4, 4)
+    same_maps(exp.heatmap, ref, "multi-layer")
