@@ -41,10 +41,8 @@ def model_sha256(model: Model) -> str:
 
 
 def _model_bytes(model: Model) -> bytes:
-    if model.path is not None and model.path.is_file() and model.base_dir is not None:
-        has_external = any(t.data_location == 1 for t in model.proto.graph.initializer)
-        if not has_external:
-            return model.path.read_bytes()
+    # The loaded proto, not the file: external weights are already inlined into it, so Ray actors
+    # on other nodes need nothing but these bytes.
     return model.proto.SerializeToString()
 
 
