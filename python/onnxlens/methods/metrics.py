@@ -85,7 +85,7 @@ def _curve(
             if nhwc:
                 batch[k, r, col, :] = end[i, r, col, :]
             else:
-                batch[k, :, r, col] = end[i, :, r, col].T
+                batch[k, :, r, col] = end[i, :, r, col]
         out = model.run_batched(sess, batch, [out_name], bs)[0]
         if probabilities and tgt.dtype.kind != "f" and out.ndim == 2:
             e = np.exp(out - out.max(axis=1, keepdims=True))

@@ -14,8 +14,9 @@ __all__ = ["Occlusion"]
 
 
 def _starts(size: int, window: int, stride: int) -> list[int]:
-    # captum's rule: floor((size - window) / stride) + 1 positions from 0, no end padding.
-    return list(range(0, size - window + 1, stride))
+    # captum's rule: ceil((size - window) / stride) + 1 positions, so the last window reaches the
+    # border (clipped there) and every pixel is covered.
+    return [k * stride for k in range(-(-(size - window) // stride) + 1)]
 
 
 class Occlusion(Method):
