@@ -150,8 +150,8 @@ def add_channel_reductions(
     for o in kept:
         # Element type only: shape inference may have pinned a batch size a dynamic run lacks.
         rank = len(o.type.tensor_type.shape.dim) if o.type.tensor_type.HasField("shape") else None
-        shape = [None] * rank if rank is not None else None
-        g.output.append(helper.make_tensor_value_info(o.name, o.type.tensor_type.elem_type, shape))
+        dims = [None] * rank if rank is not None else None
+        g.output.append(helper.make_tensor_value_info(o.name, o.type.tensor_type.elem_type, dims))
     if prune:
         needed = _required_nodes(g, [o.name for o in g.output])
         del g.node[:]

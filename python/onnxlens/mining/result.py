@@ -159,7 +159,7 @@ def _tile(fitted: np.ndarray, box: np.ndarray, pos: np.ndarray, f: Field, tile: 
                 if 0 <= c < tile:
                     grid[oy : oy + nh, c] = (255, 255, 255)
                 k0 += 1
-        out = cv2.addWeighted(out, 0.65, grid, 0.35, 0)
+        out = np.asarray(cv2.addWeighted(out, 0.65, grid, 0.35, 0), np.uint8)
         r0 = oy + round((cy - jy / 2 - y0) * scale)
         c0 = ox + round((cx - jx / 2 - x0) * scale)
         r1 = oy + round((cy + jy / 2 - y0) * scale) - 1

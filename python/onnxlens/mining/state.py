@@ -258,7 +258,7 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     import io
 
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # mypy: the dict could hold a key "allow_pickle"
     atomic_write(path, buf.getvalue())
 
 
