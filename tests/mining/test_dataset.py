@@ -84,8 +84,13 @@ def test_missing_and_empty_data(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="does not exist"):
         open_dataset(tmp_path / "nope")
     (tmp_path / "e").mkdir()
-    with pytest.raises(ConfigurationError, match="holds no images"):
+    with pytest.raises(
+        ConfigurationError, match=r"holds no images: no file in its tree ends in \.jpg"
+    ):
         open_dataset(tmp_path / "e")
+    (tmp_path / "e.txt").write_text("# only a comment\n")
+    with pytest.raises(ConfigurationError, match="the list names no paths"):
+        open_dataset(tmp_path / "e.txt")
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(ConfigurationError, match="neither a folder"):
         open_dataset(tmp_path / "x.json")

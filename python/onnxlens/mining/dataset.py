@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.images import is_image_file, load_image, to_rgb8
+from ..data.images import IMAGE_EXTENSIONS, is_image_file, load_image, to_rgb8
 from ..errors import ConfigurationError, ImageError
 
 LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
@@ -224,7 +224,14 @@ def open_dataset(data: str | os.PathLike) -> Dataset:
             f"file ({', '.join(PARQUET_SUFFIXES)})."
         )
     if len(ds) == 0:
+        why = (
+            f"no file in its tree ends in {', '.join(IMAGE_EXTENSIONS)} (hidden ones are skipped)"
+            if ds.kind == "folder"
+            else "the list names no paths"
+            if ds.kind == "list"
+            else "the parquet file has no rows"
+        )
         raise ConfigurationError(
-            f"DATA {str(path)!r} holds no images (looked for {', '.join(sorted({'.jpg', '.png', '...'}))})."
+            f"DATA {str(path)!r} holds no images: {why}. Point DATA at the images you mean to mine."
         )
     return ds
