@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -133,24 +134,36 @@ def run(args: argparse.Namespace) -> int:
     from .mine import mine
 
     model = _load_model(args)
-    res = mine(
-        model,
-        args.data,
-        args.layers,
-        args.out,
-        top_k=args.top_k,
-        batch_size=args.batch_size,
-        score=args.score,
-        engine=args.engine,
-        ray_address=args.ray_address,
-        ray_num_cpus=args.ray_cpus,
-        ray_actors=args.ray_actors,
-        ray_cpus_per_actor=args.ray_cpus_per_actor,
-        restart=args.restart,
-        shard_size=args.shard_size,
-        galleries=not args.no_galleries,
-        progress=not args.quiet,
-    )
+    try:
+        res = mine(
+            model,
+            args.data,
+            args.layers,
+            args.out,
+            top_k=args.top_k,
+            batch_size=args.batch_size,
+            score=args.score,
+            engine=args.engine,
+            ray_address=args.ray_address,
+            ray_num_cpus=args.ray_cpus,
+            ray_actors=args.ray_actors,
+            ray_cpus_per_actor=args.ray_cpus_per_actor,
+            restart=args.restart,
+            shard_size=args.shard_size,
+            galleries=not args.no_galleries,
+            progress=not args.quiet,
+        )
+    except KeyboardInterrupt:
+        from .state import Checkpoint
+
+        done = len(Checkpoint(Path(args.out)).done())
+        again = " without --restart" if args.restart else ""  # --restart would discard them
+        print(
+            f"onnxlens: interrupted; {done} finished shard(s) are kept in {args.out}/state. "
+            f"Re-run the same command{again} to resume.",
+            file=sys.stderr,
+        )
+        return 130
     meta = res.meta
     print(
         f"mined {meta['images_mined']} images ({meta['skipped_count']} skipped) for "
@@ -225,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OnnxLensError as exc:
         print(f"onnxlens: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("onnxlens: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
