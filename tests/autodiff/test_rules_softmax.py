@@ -14,3 +14,22 @@ def test_softmax(op, opset, axis):
     attrs = {} if axis is None else {"axis": axis}
     m = op_model(op, {"x": ["N", 3, 4, 5]}, attrs, opset=opset)
     check_vjp(m, {"x": rng.standard_normal((2, 3, 4, 5))})
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_softmax_unknown_rank_opset11(op):
+    """Input rank unknown to shape inference (a Reshape to a run-time shape, as in Paddle
+    exports): the rule works on the 2-D coercion Flatten(axis) and reshapes back."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["r"]), helper.make_node(op, ["r"], ["y"], axis=1)]
+    g = helper.make_graph(
+        nodes,
+        "t",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2, 12]), helper.make_tensor_value_info("s", TensorProto.INT64, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [None, None, None])],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)], ir_version=10)
+    onnx.checker.check_model(m)
+    check_vjp(m, {"x": np.random.default_rng(1).standard_normal((2, 12)), "s": np.array([2, 3, 4], np.int64)}, wrt=["x"])

@@ -108,3 +108,76 @@ def check_vjp(
     scale = max(abs(fd), abs(ad), 1e-12)
     assert abs(fd - ad) <= rtol * scale + atol, f"finite differences {fd!r} vs vjp {ad!r} (rel err {abs(fd - ad) / scale:.3g})"
     return fd, ad
+
+
+def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy with float32 initializers, Constant values, casts and graph I/O turned into float64:
+    run by onnx.reference (ORT lacks float64 kernels for Conv, pools, Resize, ...)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for t in m.graph.initializer:
+        if t.data_type == TensorProto.FLOAT:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
+    for n in m.graph.node:
+        for a in n.attribute:
+            if a.name == "value" and a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.FLOAT:
+                a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float64), a.t.name))
+            if a.name == "to" and a.i == TensorProto.FLOAT:
+                a.i = TensorProto.DOUBLE
+    for v in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info):
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = TensorProto.DOUBLE
+    return m
+
+
+def reference_evaluator(model: onnx.ModelProto):
+    """onnx.reference.ReferenceEvaluator with inference-mode BatchNormalization: its
+    BatchNormalization-9 implementation switches to training mode (batch statistics) whenever
+    `momentum` is set, which the schema defaults to 0.9; ORT and the spec's inference use the
+    running statistics."""
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.op_run import OpRun
+
+    class BatchNormalization(OpRun):
+        def _run(self, x, scale, bias, mean, var, epsilon=None, momentum=None, training_mode=None, **_):  # noqa: ARG002
+            shape = (-1,) + (1,) * (x.ndim - 2)
+            eps = 1e-5 if epsilon is None else epsilon
+            y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * scale.reshape(shape) + bias.reshape(shape)
+            return (y.astype(x.dtype),)
+
+    return ReferenceEvaluator(model, new_ops=[BatchNormalization])
+
+
+def check_vjp_reference(
+    model: onnx.ModelProto,
+    feeds: Mapping[str, np.ndarray],
+    wrt: Sequence[str],
+    seeds: Sequence[str],
+    eps: float = 1e-6,
+    rtol: float = 1e-6,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """check_vjp in float64 through onnx.reference: both the model and its VJP graph run in
+    double, so the directional derivative is checked to ~1e-6 even for float32-only ORT ops."""
+    rng = np.random.default_rng(seed)
+    m64 = to_float64(model)
+    feeds = {k: v.astype(np.float64) for k, v in feeds.items()}
+    fwd = reference_evaluator(add_outputs(m64, seeds))
+    outs0 = dict(zip(seeds, fwd.run(list(seeds), feeds), strict=True))
+    cts = {s: rng.standard_normal(outs0[s].shape) for s in seeds}
+    dirs = {w: rng.standard_normal(feeds[w].shape) for w in wrt}
+
+    def f(sign: float) -> float:
+        shifted = {k: (v + sign * eps * dirs[k] if k in dirs else v) for k, v in feeds.items()}
+        return float(sum(np.sum(cts[s] * o) for s, o in zip(seeds, fwd.run(list(seeds), shifted), strict=True)))
+
+    fd = (f(1.0) - f(-1.0)) / (2 * eps)
+    vg = build_vjp(m64, seeds, wrt)
+    run = dict(feeds)
+    for s in seeds:
+        run[vg.seed_inputs[s]] = cts[s]
+    grads = reference_evaluator(vg.proto).run([vg.grad_outputs[w] for w in wrt], run)
+    ad = float(sum(np.sum(g * dirs[w]) for w, g in zip(wrt, grads, strict=True)))
+    scale = max(abs(fd), abs(ad), 1e-12)
+    assert abs(fd - ad) <= rtol * scale, f"finite differences {fd!r} vs vjp {ad!r} (rel err {abs(fd - ad) / scale:.3g})"
+    return fd, ad

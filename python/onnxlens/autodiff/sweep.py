@@ -149,7 +149,7 @@ def seed_value_info(b: GraphBuilder, model: onnx.ModelProto, tensor: str, name: 
     """A graph input like `tensor` with a dynamic batch dim (dim 0) when the model input has one."""
     shape = b.static_shape(tensor)
     et = b.elem_type(tensor)
-    if shape is None:
+    if shape is None:  # the checker will refuse it; build_vjp(check=False) still runs in ORT
         return helper.make_tensor_value_info(name, et, None)
     dims: list[int | str | None] = list(shape)
     if dims:

@@ -18,16 +18,30 @@ def _axes(ctx: RuleContext) -> list[int]:
     return list(range(a, rank))
 
 
+def _coerced(ctx: RuleContext, g: str) -> tuple[str, str, list[int], bool]:
+    """(g, y, axes, reshaped): before opset 13 with an unknown rank, work on the 2-D coercion
+    Flatten(axis) itself, which needs no rank, and reshape back afterwards."""
+    b = ctx.b
+    if ctx.opset < 13 and b.rank(ctx.x()) is None:
+        a = int(ctx.attr("axis", 1))
+        return b.op("Flatten", [g], axis=a), b.op("Flatten", [ctx.y()], axis=a), [1], True
+    return g, ctx.y(), _axes(ctx), False
+
+
 @register("Softmax")
 def softmax(ctx: RuleContext, grads: G) -> G:
-    b, y, g = ctx.b, ctx.y(), grads[0]
+    b, g = ctx.b, grads[0]
     assert g is not None
+    g, y, axes, flat = _coerced(ctx, g)
     gy = b.mul(g, y)
-    return [b.op("Sub", [gy, b.mul(y, b.reduce_sum(gy, _axes(ctx)))])]
+    dx = b.op("Sub", [gy, b.mul(y, b.reduce_sum(gy, axes))])
+    return [b.op("Reshape", [dx, b.shape(ctx.x())]) if flat else dx]
 
 
 @register("LogSoftmax")
 def log_softmax(ctx: RuleContext, grads: G) -> G:
-    b, y, g = ctx.b, ctx.y(), grads[0]
+    b, g = ctx.b, grads[0]
     assert g is not None
-    return [b.op("Sub", [g, b.mul(b.op("Exp", [y]), b.reduce_sum(g, _axes(ctx)))])]
+    g, y, axes, flat = _coerced(ctx, g)
+    dx = b.op("Sub", [g, b.mul(b.op("Exp", [y]), b.reduce_sum(g, axes))])
+    return [b.op("Reshape", [dx, b.shape(ctx.x())]) if flat else dx]
