@@ -10,6 +10,7 @@ import pytest
 from onnxlens import Model
 from onnxlens.errors import ConfigurationError
 from onnxlens.mining import embed, open_dataset
+from onnxlens.mining.embed import TAB10, label_colors
 
 pytest.importorskip("sklearn")
 
@@ -35,6 +36,7 @@ def test_embed_vectors_labels_and_files(
     html = (out / "map.html").read_text()
     assert html.count("<img") == 10 and html.count("<i ") == 30 and "thumbs/" in html
     assert len(list((out / "thumbs").glob("*.jpg"))) == 10
+    assert f"<b style='color:{TAB10[1]}'>d1</b>" in html  # the colour map.png gives d1
     again = embed(
         tiny_model_path,
         photo_dir,
@@ -52,3 +54,9 @@ def test_embed_vectors_labels_and_files(
 def test_embed_errors(tiny_model_path: Path, photo_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="--method"):
         embed(tiny_model_path, photo_dir, "r2", tmp_path / "e", method="pca", progress=False)
+
+
+def test_label_colors_are_distinct_and_stable() -> None:
+    assert label_colors(["b", "a", "b"]) == {"a": TAB10[0], "b": TAB10[1]}
+    many = label_colors([f"class {i}" for i in range(25)])
+    assert len(set(many.values())) == 25 and list(many) == sorted(many)

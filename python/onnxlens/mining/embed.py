@@ -32,6 +32,7 @@ from .state import atomic_write
 
 METHODS = ("tsne", "umap")
 COLOR_BY = ("auto", "folder", "predicted", "none")
+EXACT_TSNE = 500  # points up to which exact t-SNE is faster than Barnes-Hut
 
 
 def _umap() -> object | None:
@@ -46,7 +47,7 @@ def project(
     vectors: np.ndarray, method: str = "tsne", seed: int = 0, perplexity: float = 30.0
 ) -> np.ndarray:
     """(N, C) -> float32 (N, 2). t-SNE (scikit-learn; PCA to 50 dims first, perplexity capped at
-    (N-1)/3 so small sets work) or UMAP (umap-learn)."""
+    (N-1)/3 so small sets work, exact up to EXACT_TSNE points) or UMAP (umap-learn)."""
     n = vectors.shape[0]
     if n < 4:
         raise ConfigurationError(f"a 2-D map needs at least 4 images; DATA gave {n}.")
@@ -68,7 +69,16 @@ def project(
     if x.shape[1] > 50 and n > 50:
         x = PCA(n_components=50, random_state=seed).fit_transform(x)
     p = float(min(perplexity, max(1.0, (n - 1) / 3)))
-    tsne = TSNE(n_components=2, perplexity=p, init="pca", random_state=seed, learning_rate="auto")
+    # Barnes-Hut's tree costs more than the exact O(N^2) gradient below ~500 points (measured on 2
+    # vCPUs: 40 points 3.8 s vs 0.4 s, 300 points 17 s vs 4.6 s; 1,000 points 23 s vs 44 s).
+    tsne = TSNE(
+        n_components=2,
+        perplexity=p,
+        init="pca",
+        random_state=seed,
+        learning_rate="auto",
+        method="exact" if n <= EXACT_TSNE else "barnes_hut",
+    )
     return np.asarray(tsne.fit_transform(x), np.float32)
 
 
@@ -199,23 +209,43 @@ def embed(
     return result
 
 
+TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
+
+
+def label_colors(labels: Sequence[str]) -> dict[str, str]:
+    """One hex colour per distinct label (sorted), the same in map.png and map.html: matplotlib's
+    tab10 up to 10 labels, else evenly spaced along turbo so no two labels share a colour."""
+    classes = sorted(set(labels))
+    if len(classes) <= len(TAB10):
+        return dict(zip(classes, TAB10, strict=False))
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    turbo = colormaps["turbo"]
+    return {c: to_hex(turbo(j / (len(classes) - 1))) for j, c in enumerate(classes)}
+
+
 def _scatter(path: Path, coords: np.ndarray, labels: Sequence[str], title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    classes = sorted(set(labels))
+    color = label_colors(labels)
     fig, ax = plt.subplots(figsize=(8, 8), dpi=110)
-    cmap = plt.get_cmap("tab20" if len(classes) <= 20 else "turbo")
     lab = np.asarray(labels)
-    for j, c in enumerate(classes):
+    for c, hexcolor in color.items():
         m = lab == c
-        color = cmap(j % 20) if len(classes) <= 20 else cmap(j / max(1, len(classes) - 1))
         ax.scatter(
-            coords[m, 0], coords[m, 1], s=10, color=color, label=c or None, alpha=0.8, linewidths=0
+            coords[m, 0],
+            coords[m, 1],
+            s=10,
+            color=hexcolor,
+            label=c or None,
+            alpha=0.8,
+            linewidths=0,
         )
-    if 1 < len(classes) <= 20:
+    if 1 < len(color) <= 20:
         ax.legend(fontsize=8, markerscale=2, loc="best", frameon=False)
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
@@ -255,20 +285,8 @@ def _html(
             cv2.imwrite(
                 str(tdir / f"{int(i):08d}.jpg"), small[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85]
             )
-    classes = sorted(set(labels))
-    palette = [
-        "#1f77b4",
-        "#ff7f0e",
-        "#2ca02c",
-        "#d62728",
-        "#9467bd",
-        "#8c564b",
-        "#e377c2",
-        "#7f7f7f",
-        "#bcbd22",
-        "#17becf",
-    ]
-    color = {c: palette[j % len(palette)] for j, c in enumerate(classes)}
+    color = label_colors(labels)
+    classes = list(color)
     e = html.escape
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
