@@ -59,6 +59,43 @@ def conv_model(size: int = 32, seed: int = 0, batch: int | str = "N") -> onnx.Mo
     return model
 
 
+def nhwc_model(size: int = 32, seed: int = 0) -> onnx.ModelProto:
+    """conv_model's trunk as tf2onnx exports a Keras model: an NHWC input, each Conv/MaxPool between
+    Transposes, NHWC layer outputs r1 (N,S,S,8) and r2 (N,S/2,S/2,6), a ReduceMean head."""
+    rng = np.random.default_rng(seed)
+    w1 = numpy_helper.from_array(rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.3, (6, 8, 3, 3)).astype(np.float32), "w2")
+
+    def t(x: str, y: str, perm: list[int]) -> onnx.NodeProto:
+        return helper.make_node("Transpose", [x], [y], name=y, perm=perm)
+
+    conv = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    nodes = [
+        t("x", "xt", [0, 3, 1, 2]),
+        helper.make_node("Conv", ["xt", "w1"], ["c1"], name="conv1", **conv),
+        t("c1", "c1t", [0, 2, 3, 1]),
+        helper.make_node("Relu", ["c1t"], ["r1"], name="relu1"),
+        t("r1", "r1t", [0, 3, 1, 2]),
+        helper.make_node(
+            "MaxPool", ["r1t"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]
+        ),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"], name="conv2", **conv),
+        t("c2", "c2t", [0, 2, 3, 1]),
+        helper.make_node("Relu", ["c2t"], ["r2"], name="relu2"),
+        helper.make_node("ReduceMean", ["r2"], ["g"], name="gap", axes=[1, 2], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_nhwc",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", size, size, 3])],
+        [helper.make_tensor_value_info("g", TensorProto.FLOAT, ["N", 6])],
+        [w1, w2],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=10)
+    onnx.checker.check_model(model)
+    return model
+
+
 def photo_crops(n: int, seed: int = 0, min_side: int = 24, max_side: int = 96) -> list[np.ndarray]:
     """n uint8 RGB crops/flips of real photos from skimage.data (deterministic)."""
     from skimage import data as sk

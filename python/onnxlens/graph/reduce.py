@@ -8,7 +8,7 @@ int64 positions, which is what makes mining cost about the same as the bare forw
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +67,7 @@ def add_channel_reductions(
     score: str = "max",
     keep_outputs: Sequence[str] = (),
     prune: bool = True,
+    perms: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[onnx.ModelProto, dict[str, Reduction]]:
     """A copy of `model` whose outputs are, for each tensor in `tensors`, its per-channel spatial
     `score` ("max" or "mean"), the flattened argmax of the spatial max, and its runtime shape.
@@ -75,6 +76,8 @@ def add_channel_reductions(
     the reshape to (N, C, H*W) copies N and C from the input (Reshape's 0) and infers H*W (-1).
     `keep_outputs` are original outputs kept after the new ones (e.g. logits for labels). With
     `prune`, nodes no output depends on are dropped, so layers past the deepest tap cost nothing.
+    `perms` maps tensors that are not (N, C, H, W), e.g. NHWC feature maps, to the Transpose perm
+    that makes them so; their scores, argmax and shape are then those of the transposed tensor.
     """
     if score not in SCORES:
         raise ConfigurationError(f"score must be one of {', '.join(SCORES)}; got {score!r}.")
@@ -112,13 +115,20 @@ def add_channel_reductions(
             )
         hint = tensor.rsplit("/", 1)[-1]
         x = tensor
+        perm = (perms or {}).get(tensor)
+        if perm is not None:
+            x = new(hint + "_nchw")
+            nodes.append(
+                helper.make_node("Transpose", [tensor], [x], name=new("transpose"), perm=list(perm))
+            )
         vi = infos.get(tensor)
         elem = vi.type.tensor_type.elem_type if vi is not None else TensorProto.FLOAT
         if elem not in (TensorProto.FLOAT, 0):
-            x = new(hint + "_f32")
+            cast = new(hint + "_f32")
             nodes.append(
-                helper.make_node("Cast", [tensor], [x], name=new("cast"), to=TensorProto.FLOAT)
+                helper.make_node("Cast", [x], [cast], name=new("cast"), to=TensorProto.FLOAT)
             )
+            x = cast
         flat = new(hint + "_flat")
         nodes.append(helper.make_node("Reshape", [x, flat_shape], [flat], name=new("reshape")))
         red = new(hint + "_" + score)
@@ -132,7 +142,7 @@ def add_channel_reductions(
         nodes.append(
             helper.make_node("ArgMax", [flat], [argmax], name=new("argmax"), axis=2, keepdims=0)
         )
-        nodes.append(helper.make_node("Shape", [tensor], [shp], name=new("shape")))
+        nodes.append(helper.make_node("Shape", [x], [shp], name=new("shape")))
         outputs += [
             helper.make_tensor_value_info(red, TensorProto.FLOAT, [None, None]),
             helper.make_tensor_value_info(argmax, TensorProto.INT64, [None, None]),

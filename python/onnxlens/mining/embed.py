@@ -27,6 +27,7 @@ from ..errors import ConfigurationError
 from ..graph.reduce import add_channel_reductions
 from ..model import Model
 from .dataset import open_dataset
+from .receptive import ReceptiveFields, nchw_perms
 from .runner import DEFAULT_BATCH, iter_batches
 from .state import atomic_write
 
@@ -117,7 +118,10 @@ def embed(
     dims = first.type.tensor_type.shape.dim
     has_logits = len(dims) == 2 and not (dims[1].HasField("dim_value") and dims[1].dim_value < 2)
     keep = [first.name] if has_logits and first.name != tensor else []
-    reduced, red = add_channel_reductions(model.proto, [tensor], "mean", keep_outputs=keep)
+    fields = ReceptiveFields(model.proto, model.input_name, model.layout)
+    reduced, red = add_channel_reductions(
+        model.proto, [tensor], "mean", keep_outputs=keep, perms=nchw_perms(fields, [tensor])
+    )
     sess = model.session(("embed", tensor, tuple(keep)), lambda: reduced)
     names = [red[tensor].score, *keep]
     bs = model.input.batch or int(batch_size or DEFAULT_BATCH)

@@ -15,7 +15,6 @@ from ..errors import ConfigurationError
 from ..graph.reduce import SCORES
 from ..model import Model
 from .dataset import Dataset, open_dataset
-from .receptive import ReceptiveFields
 from .result import (
     MiningResult,
     assemble,
@@ -192,7 +191,7 @@ def _mine(
         for name in tensors:
             total[name].merge(states[name])
         skipped += sk
-    rf = ReceptiveFields(model.proto, model.input_name)
+    rf = runner.fields
     arrays: dict[str, dict[str, np.ndarray]] = {}
     meta_layers = []
     for name, c, grid in zip(tensors, channels, grids, strict=True):

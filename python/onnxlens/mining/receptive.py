@@ -8,14 +8,19 @@ Distill 2019, eq. 1-2, written per tensor). Where paths join (Add, Concat, Mul),
 union of the inputs' fields (ResNet shortcuts: the residual branch dominates, the 1x1 projection
 is inside it). Inputs that are global context (a 1x1 map broadcast over the grid, e.g. the
 squeeze-excitation scale) do not move patches and are ignored, with a note. Ops that break the
-affine map (Flatten, Reshape, MatMul, Transpose, spatial Slice ...) give the whole image as the
-field, and using it warns once, naming the op.
+affine map (Flatten, Reshape, MatMul, spatial Slice ...) give the whole image as the field, and
+using it warns once, naming the op.
+
+Each field also records which axes of its tensor are (H, W): (2, 3) after a Conv, (1, 2) for an
+NHWC input. Transposes move them, so the Transpose/Conv/Transpose sandwiches of tf2onnx exports
+keep exact fields, and mining knows which axis holds the channels of an NHWC feature map.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,7 +45,8 @@ GLOBAL = {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"}
 @dataclass(frozen=True)
 class Field:
     """The receptive field of a tensor. `jump`, `lo`, `hi` per axis (y, x), or `whole` = the entire
-    image (global pooling, or a fallback whose reason is in `reason`)."""
+    image (global pooling, or a fallback whose reason is in `reason`). `axes`: the tensor's (H, W)
+    axes, so (2, 3) for NCHW and (1, 2) for NHWC."""
 
     jump: tuple[float, float] = (1.0, 1.0)
     lo: tuple[float, float] = (0.0, 0.0)
@@ -48,6 +54,7 @@ class Field:
     whole: bool = False
     reason: str = ""
     notes: tuple[str, ...] = field(default=(), compare=False)
+    axes: tuple[int, int] = (2, 3)
 
     @property
     def size(self) -> tuple[float, float]:
@@ -57,6 +64,15 @@ class Field:
     @property
     def stride(self) -> tuple[float, float]:
         return self.jump
+
+    @property
+    def nchw_perm(self) -> tuple[int, int, int, int] | None:
+        """The Transpose perm that makes a 4-D tensor with this field (N, C, H, W); None when it
+        already is."""
+        if self.axes == (2, 3):
+            return None
+        (c,) = {1, 2, 3} - set(self.axes)
+        return (0, c, *self.axes)
 
 
 INPUT = Field()
@@ -81,25 +97,32 @@ def _union(fields: list[Field], op: str) -> Field:
     jumps = {f.jump for f in local}
     if len(jumps) > 1:
         return Field(whole=True, reason=f"{op} joins paths with different strides {sorted(jumps)}")
+    if len({f.axes for f in local}) > 1:
+        return Field(whole=True, reason=f"{op} joins NCHW and NHWC tensors")
     lo = tuple(min(f.lo[a] for f in local) for a in range(2))
     hi = tuple(max(f.hi[a] for f in local) for a in range(2))
-    return Field(local[0].jump, lo, hi, notes=tuple(dict.fromkeys(notes)))  # type: ignore[arg-type]
+    return Field(local[0].jump, lo, hi, notes=tuple(dict.fromkeys(notes)), axes=local[0].axes)  # type: ignore[arg-type]
 
 
 class ReceptiveFields:
     """Receptive fields of every tensor of a model, computed once in graph order.
 
-    `input_name` is the image input; its last two dims are taken as (H, W) (NCHW graphs).
+    `input_name` is the image input and `layout` its layout: its (H, W) are dims 2, 3 for "NCHW"
+    and 1, 2 for "NHWC".
     """
 
-    def __init__(self, model: onnx.ModelProto, input_name: str | None = None) -> None:
+    def __init__(
+        self, model: onnx.ModelProto, input_name: str | None = None, layout: str = "NCHW"
+    ) -> None:
         self.model = model
         g = model.graph
         inits = {t.name: t for t in g.initializer}
         self._consts: dict[str, np.ndarray] = {}
         inputs = [v.name for v in g.input if v.name not in inits]
         self.input_name = input_name or inputs[0]
-        self.fields: dict[str, Field] = {self.input_name: INPUT}
+        self.fields: dict[str, Field] = {
+            self.input_name: Field(axes=(1, 2)) if layout == "NHWC" else INPUT
+        }
         for name in inits:
             self.fields[name] = _CONST
         for name in inputs:
@@ -127,11 +150,11 @@ class ReceptiveFields:
         t = next((t for t in self.model.graph.initializer if t.name == name), None)
         return numpy_helper.to_array(t) if t is not None else None
 
-    def _hw(self, name: str) -> tuple[int, int] | None:
+    def _hw(self, name: str, axes: tuple[int, int] = (2, 3)) -> tuple[int, int] | None:
         s = tensor_shape(self.model, name)
-        if s is None or len(s) != 4 or not all(isinstance(d, int) for d in s[2:]):
+        if s is None or len(s) != 4 or not all(isinstance(s[a], int) for a in axes):
             return None
-        return int(s[2]), int(s[3])  # type: ignore[arg-type]
+        return int(s[axes[0]]), int(s[axes[1]])  # type: ignore[arg-type]
 
     def _propagate(self, node: onnx.NodeProto, ins: list[Field]) -> Field:
         op = node.op_type
@@ -146,16 +169,25 @@ class ReceptiveFields:
         if first.whole and op not in POINTWISE:
             return first
         if op in POINTWISE:
-            if op == "Concat" and _attrs(node).get("axis", 1) in (2, 3, -1, -2):
+            if op == "Concat" and _attrs(node).get("axis", 1) % 4 in first.axes:
                 return Field(whole=True, reason=f"{label} concatenates along a spatial axis")
             return _union(ins, op)
+        if op == "Transpose":
+            perm = list(_attrs(node).get("perm", [3, 2, 1, 0]))
+            if len(perm) != 4 or perm[0] != 0:
+                return Field(whole=True, reason=f"{label} moves the batch axis or is not 4-D")
+            axes = (perm.index(first.axes[0]), perm.index(first.axes[1]))
+            return Field(first.jump, first.lo, first.hi, notes=first.notes, axes=axes)
+        if op in POOLS or op == "ConvTranspose":
+            if first.axes != (2, 3):
+                return Field(whole=True, reason=f"{label} slides over axes 2, 3 of an NHWC tensor")
         if op in POOLS:
             return self._window(node, first, label, transpose=False)
         if op == "ConvTranspose":
             return self._window(node, first, label, transpose=True)
         if op == "Resize" or op == "Upsample":
-            src = self._hw(node.input[0])
-            dst = self._hw(node.output[0])
+            src = self._hw(node.input[0], first.axes)
+            dst = self._hw(node.output[0], first.axes)
             if src is None or dst is None:
                 return Field(whole=True, reason=f"{label} has unknown static sizes")
             # Output pixel i samples around input i/f: jump shrinks by f; one input jump of slack
@@ -163,7 +195,7 @@ class ReceptiveFields:
             jump = tuple(first.jump[a] * src[a] / dst[a] for a in range(2))
             lo = tuple(first.lo[a] - first.jump[a] for a in range(2))
             hi = tuple(first.hi[a] + first.jump[a] for a in range(2))
-            return Field(jump, lo, hi, notes=first.notes)  # type: ignore[arg-type]
+            return Field(jump, lo, hi, notes=first.notes, axes=first.axes)  # type: ignore[arg-type]
         if op == "Pad":
             pads = _attrs(node).get("pads")
             if pads is None and len(node.input) > 1:
@@ -171,21 +203,22 @@ class ReceptiveFields:
                 pads = None if c is None else [int(v) for v in c]
             if pads is None or len(pads) != 8:
                 return Field(whole=True, reason=f"{label} has non-constant or non-4D pads")
-            jump = first.jump
-            lo = (first.lo[0] - pads[2] * jump[0], first.lo[1] - pads[3] * jump[1])
-            hi = (first.hi[0] - pads[2] * jump[0], first.hi[1] - pads[3] * jump[1])
-            return Field(jump, lo, hi, notes=first.notes)
+            jump, (ay, ax) = first.jump, first.axes
+            lo = (first.lo[0] - pads[ay] * jump[0], first.lo[1] - pads[ax] * jump[1])
+            hi = (first.hi[0] - pads[ay] * jump[0], first.hi[1] - pads[ax] * jump[1])
+            return Field(jump, lo, hi, notes=first.notes, axes=first.axes)
         if op in ("Softmax", "LogSoftmax"):
-            if _attrs(node).get("axis", 1 if _opset(self.model) < 13 else -1) == 1:
+            axis = _attrs(node).get("axis", 1 if _opset(self.model) < 13 else -1) % 4
+            if axis not in (0, *first.axes):  # over channels only
                 return first
         if op in ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceL2"):
-            axes = _attrs(node).get("axes")
-            if axes is None and len(node.input) > 1:
+            reduced = _attrs(node).get("axes")
+            if reduced is None and len(node.input) > 1:
                 c = self._const(node.input[1])
-                axes = None if c is None else [int(v) for v in c]
-            if axes is not None and {a % 4 for a in axes} == {2, 3}:
-                return Field(whole=True, reason="global")
-            if axes is not None and not ({a % 4 for a in axes} & {2, 3}):
+                reduced = None if c is None else [int(v) for v in c]
+            if reduced is not None and {a % 4 for a in reduced} == set(first.axes):
+                return Field(whole=True, reason="global", axes=first.axes)
+            if reduced is not None and not ({a % 4 for a in reduced} & set(first.axes)):
                 return first
         return Field(whole=True, reason=f"{label} breaks the affine map from input pixels")
 
@@ -271,6 +304,17 @@ class ReceptiveFields:
 
 def _opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def nchw_perms(fields: ReceptiveFields, tensors: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Per 4-D tensor that is not (N, C, H, W) (an NHWC feature map), the perm that makes it so."""
+    perms: dict[str, tuple[int, ...]] = {}
+    for name in tensors:
+        perm = fields.field(name).nchw_perm
+        shape = tensor_shape(fields.model, name)
+        if perm is not None and (shape is None or len(shape) == 4):
+            perms[name] = perm
+    return perms
 
 
 def receptive_field(model: onnx.ModelProto, layer: str) -> Field:

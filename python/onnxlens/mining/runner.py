@@ -16,6 +16,7 @@ from ..errors import ImageError, ShapeError
 from ..graph.reduce import add_channel_reductions, split_argmax
 from ..model import Model
 from .dataset import Dataset, Shard
+from .receptive import ReceptiveFields, nchw_perms
 from .state import PAYLOAD, TopKState, new_topk
 
 DEFAULT_BATCH = 32
@@ -92,7 +93,10 @@ class ShardRunner:
         self.backend = backend
         static = model.input.batch
         self.batch_size = static or int(batch_size or DEFAULT_BATCH)
-        reduced, self.reductions = add_channel_reductions(model.proto, self.layers, score)
+        self.fields = ReceptiveFields(model.proto, model.input_name, model.layout)
+        reduced, self.reductions = add_channel_reductions(
+            model.proto, self.layers, score, perms=nchw_perms(self.fields, self.layers)
+        )
         self._outputs = [n for r in self.reductions.values() for n in (r.score, r.argmax, r.shape)]
         self.session = model.session(("mining", score, tuple(self.layers)), lambda: reduced)
         self.pool = cf.ThreadPoolExecutor(decode_threads or max(1, min(8, os.cpu_count() or 1)))
