@@ -1,0 +1,117 @@
+"""Attribution rule sets: guided backprop and deconvnet against captum on VGG-16, overlays."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from vjp_helpers import check_vjp, op_model, session
+
+from onnxlens import Model
+from onnxlens.autodiff import build_vjp, default_rules, rule_set
+from onnxlens.errors import ConfigurationError
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+import zoo  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def vgg(tmp_path_factory):
+    torch.manual_seed(0)
+    net = zoo.VGG16().eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    path = tmp_path_factory.mktemp("vgg") / "vgg16.onnx"
+    zoo.export(net, path, (224, 224), batch=2)
+    return net, Model(path, device="cpu", threads=2)
+
+
+class IndexedMaxPool(torch.nn.Module):
+    """MaxPool whose winners are given (ORT's Indices), so near-ties (top values equal to float32
+    rounding, which ORT's and torch's convolutions order differently) route the same way in both;
+    the rule sets' semantics are then compared exactly."""
+
+    def __init__(self, indices: np.ndarray) -> None:
+        super().__init__()
+        self.indices = torch.from_numpy(indices)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        base = torch.arange(n * c).view(n, c, 1, 1) * (h * w)
+        local = (self.indices - base).flatten(2)
+        return x.flatten(2).gather(2, local).view(self.indices.shape)
+
+
+@pytest.mark.parametrize("rules", ["guided", "deconvnet"])
+def test_matches_captum(vgg, rules):
+    captum_attr = pytest.importorskip("captum.attr", reason="captum is not installed (pip install captum)")
+    net, model = vgg
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 224, 224)).astype(np.float32)
+    targets = [1, 500]
+    ours = model.gradient(x, targets, rules=rules)
+    # ORT's MaxPool winners for these inputs: the forward graph with each MaxPool's Indices output
+    fwd = onnx.ModelProto()
+    fwd.CopyFrom(model.proto)
+    idx_names = []
+    for node in fwd.graph.node:
+        if node.op_type == "MaxPool":
+            idx_names.append(node.output[0] + "/indices")
+            node.output.append(idx_names[-1])
+    for name in idx_names:
+        fwd.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, None))
+    indices = session(fwd).run(idx_names, {"input": x})
+    pools = [i for i, m in enumerate(net.features) if isinstance(m, torch.nn.MaxPool2d)]
+    features = torch.nn.Sequential(*[IndexedMaxPool(indices[pools.index(i)]) if i in pools else m for i, m in enumerate(net.features)])
+    routed = torch.nn.Sequential(features, net.avgpool, torch.nn.Flatten(), net.classifier).eval()
+    method = captum_attr.GuidedBackprop(routed) if rules == "guided" else captum_attr.Deconvolution(routed)
+    ref = method.attribute(torch.from_numpy(x).requires_grad_(True), target=targets).detach().numpy()
+    rel = np.abs(ours - ref).max() / np.abs(ref).max()
+    assert rel <= 1e-3, f"{rules}: max abs diff / max abs = {rel:.2e}"
+
+
+def test_guided_and_deconvnet_relu_rules():
+    """Guided: gradient only where input > 0 and gradient > 0; deconvnet: relu(gradient)."""
+    m = op_model("Relu", {"x": ["N", 4]})
+    x = np.array([[-1.0, 2.0, 3.0, -4.0]])
+    c = np.array([[1.0, -1.0, 2.0, 5.0]])
+    expected = {"default": [[0, -1, 2, 0]], "guided": [[0, 0, 2, 0]], "deconvnet": [[1, 0, 2, 5]]}
+    for name, want in expected.items():
+        vg = build_vjp(m, ["y0"], ["x"], rules=name)
+        (g,) = session(vg.proto).run([vg.grad_outputs["x"]], {"x": x, vg.seed_inputs["y0"]: c})
+        np.testing.assert_array_equal(g, want)
+
+
+def test_overlay_replaces_rule_per_op_type():
+    """A later rule set (e.g. LRP) is a dict overlay on the default registry."""
+
+    def double_relu(ctx, grads):
+        b = ctx.b
+        return [b.mul(b.where_zero(b.op("Greater", [ctx.y(), b.scalar(0.0, ctx.y())]), grads[0]), b.scalar(2.0, ctx.y()))]
+
+    rs = default_rules().overlay({"Relu": double_relu}, "x2")
+    assert rs.lookup("", "Relu") is double_relu and rs.lookup("", "Conv") is default_rules().lookup("", "Conv")
+    assert default_rules().lookup("", "Relu") is not double_relu  # the default set is untouched
+    m = op_model("Relu", {"x": ["N", 3]})
+    vg = build_vjp(m, ["y0"], ["x"], rules=rs)
+    (g,) = session(vg.proto).run([vg.grad_outputs["x"]], {"x": np.array([[1.0, -1.0, 2.0]]), vg.seed_inputs["y0"]: np.ones((1, 3))})
+    np.testing.assert_array_equal(g, [[2, 0, 2]])
+    vg = build_vjp(m, ["y0"], ["x"], rules={"Relu": double_relu})  # a plain dict overlays the default
+    (g,) = session(vg.proto).run([vg.grad_outputs["x"]], {"x": np.array([[1.0, -1.0, 2.0]]), vg.seed_inputs["y0"]: np.ones((1, 3))})
+    np.testing.assert_array_equal(g, [[2, 0, 2]])
+
+
+def test_unknown_rule_set():
+    with pytest.raises(ConfigurationError, match="guided"):
+        rule_set("lrp-epsilon")
+
+
+def test_default_rules_unchanged_by_sets():
+    assert rule_set("guided").lookup("", "Conv") is rule_set("default").lookup("", "Conv")
+    check_vjp(op_model("Relu", {"x": ["N", 3]}), {"x": np.array([[0.5, -0.3, 1.2]])})
