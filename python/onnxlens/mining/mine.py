@@ -202,7 +202,7 @@ def _mine(
         pos = payload.reshape((*ids.shape, 2)).copy()
         pos[ids < 0] = -1
         boxes = rf.boxes(name, pos, image_size)  # type: ignore[arg-type]
-        arrays[name] = assemble(name, st.values(), ids, payload, st.counts(), dataset, boxes)
+        arrays[name] = assemble(st.values(), ids, pos, st.counts(), dataset, boxes)
         meta_layers.append(
             {
                 "name": name,

@@ -55,23 +55,20 @@ def layer_file(name: str) -> str:
 
 
 def assemble(
-    layer: str,
     values: np.ndarray,
     ids: np.ndarray,
-    payload: np.ndarray,
+    positions: np.ndarray,
     counts: np.ndarray,
     dataset: Dataset,
     boxes: np.ndarray,
 ) -> dict[str, np.ndarray]:
     ids = np.asarray(ids, np.int64)
     names = np.array(["", *list(dataset.names)], dtype=str)
-    positions = np.asarray(payload, np.int32).reshape((*ids.shape, 2)).copy()
-    positions[ids < 0] = -1
     return {
         "values": np.asarray(values, np.float32),
         "ids": ids,
         "paths": names[ids + 1],
-        "positions": positions,
+        "positions": np.asarray(positions, np.int32),
         "boxes": boxes.astype(np.int32),
         "counts": np.asarray(counts, np.int64),
     }
