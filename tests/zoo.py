@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 # -- ResNet -----------------------------------------------------------------------------------
 
@@ -47,7 +47,9 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(c * 4)
         self.down = None
         if stride != 1 or cin != c * 4:
-            self.down = nn.Sequential(nn.Conv2d(cin, c * 4, 1, stride, bias=False), nn.BatchNorm2d(c * 4))
+            self.down = nn.Sequential(
+                nn.Conv2d(cin, c * 4, 1, stride, bias=False), nn.BatchNorm2d(c * 4)
+            )
 
     def forward(self, x):
         idt = x if self.down is None else self.down(x)
@@ -107,7 +109,13 @@ class VGG16(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, num_classes)
+            nn.Linear(512 * 7 * 7, 4096),
+            nn.ReLU(),
+            nn.Dropout(),
+            nn.Linear(4096, 4096),
+            nn.ReLU(),
+            nn.Dropout(),
+            nn.Linear(4096, num_classes),
         )
 
         # torchvision's VGG initialisation: activations keep their scale through the 13 convs
@@ -133,7 +141,10 @@ def _make_div(v: float, d: int = 8) -> int:
 
 class ConvBNAct(nn.Sequential):
     def __init__(self, cin, cout, k=3, s=1, groups=1, act=nn.ReLU6):
-        layers = [nn.Conv2d(cin, cout, k, s, (k - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+        layers = [
+            nn.Conv2d(cin, cout, k, s, (k - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
         if act is not None:
             layers.append(act())
         super().__init__(*layers)
@@ -142,12 +153,16 @@ class ConvBNAct(nn.Sequential):
 class InvertedResidual(nn.Module):
     def __init__(self, cin, cout, stride, expand):
         super().__init__()
-        hidden = int(round(cin * expand))
+        hidden = round(cin * expand)
         self.use_res = stride == 1 and cin == cout
         layers: list[nn.Module] = []
         if expand != 1:
             layers.append(ConvBNAct(cin, hidden, 1))
-        layers += [ConvBNAct(hidden, hidden, 3, stride, hidden), nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        layers += [
+            ConvBNAct(hidden, hidden, 3, stride, hidden),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -155,7 +170,15 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    SETTINGS = (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    )
 
     def __init__(self, num_classes=1000):
         super().__init__()
@@ -207,21 +230,35 @@ class V3Block(nn.Module):
 class MobileNetV3Large(nn.Module):
     # (in, kernel, expanded, out, SE, activation, stride) as in Howard et al. 2019, table 1
     CFG = (
-        (16, 3, 16, 16, False, "RE", 1), (16, 3, 64, 24, False, "RE", 2), (24, 3, 72, 24, False, "RE", 1),
-        (24, 5, 72, 40, True, "RE", 2), (40, 5, 120, 40, True, "RE", 1), (40, 5, 120, 40, True, "RE", 1),
-        (40, 3, 240, 80, False, "HS", 2), (80, 3, 200, 80, False, "HS", 1), (80, 3, 184, 80, False, "HS", 1),
-        (80, 3, 184, 80, False, "HS", 1), (80, 3, 480, 112, True, "HS", 1), (112, 3, 672, 112, True, "HS", 1),
-        (112, 5, 672, 160, True, "HS", 2), (160, 5, 960, 160, True, "HS", 1), (160, 5, 960, 160, True, "HS", 1),
+        (16, 3, 16, 16, False, "RE", 1),
+        (16, 3, 64, 24, False, "RE", 2),
+        (24, 3, 72, 24, False, "RE", 1),
+        (24, 5, 72, 40, True, "RE", 2),
+        (40, 5, 120, 40, True, "RE", 1),
+        (40, 5, 120, 40, True, "RE", 1),
+        (40, 3, 240, 80, False, "HS", 2),
+        (80, 3, 200, 80, False, "HS", 1),
+        (80, 3, 184, 80, False, "HS", 1),
+        (80, 3, 184, 80, False, "HS", 1),
+        (80, 3, 480, 112, True, "HS", 1),
+        (112, 3, 672, 112, True, "HS", 1),
+        (112, 5, 672, 160, True, "HS", 2),
+        (160, 5, 960, 160, True, "HS", 1),
+        (160, 5, 960, 160, True, "HS", 1),
     )
 
     def __init__(self, num_classes=1000):
         super().__init__()
         layers: list[nn.Module] = [ConvBNAct(3, 16, 3, 2, act=nn.Hardswish)]
         for cin, k, exp, cout, se, act, s in self.CFG:
-            layers.append(V3Block(cin, k, exp, cout, se, nn.ReLU if act == "RE" else nn.Hardswish, s))
+            layers.append(
+                V3Block(cin, k, exp, cout, se, nn.ReLU if act == "RE" else nn.Hardswish, s)
+            )
         layers.append(ConvBNAct(160, 960, 1, act=nn.Hardswish))
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Linear(960, 1280), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(1280, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(960, 1280), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(1280, num_classes)
+        )
 
     def forward(self, x):
         x = F.adaptive_avg_pool2d(self.features(x), 1)
@@ -260,12 +297,22 @@ class DenseNet121(nn.Module):
     def __init__(self, num_classes=1000, growth=32, blocks=(6, 12, 24, 16)):
         super().__init__()
         c = 64
-        mods: list[nn.Module] = [nn.Conv2d(3, c, 7, 2, 3, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+        mods: list[nn.Module] = [
+            nn.Conv2d(3, c, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1),
+        ]
         for i, n in enumerate(blocks):
             mods.append(DenseBlock(n, c, growth))
             c += n * growth
             if i != len(blocks) - 1:
-                mods += [nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c // 2, 1, bias=False), nn.AvgPool2d(2, 2)]
+                mods += [
+                    nn.BatchNorm2d(c),
+                    nn.ReLU(),
+                    nn.Conv2d(c, c // 2, 1, bias=False),
+                    nn.AvgPool2d(2, 2),
+                ]
                 c //= 2
         mods.append(nn.BatchNorm2d(c))
         self.features = nn.Sequential(*mods)
@@ -303,9 +350,15 @@ class ConvNeXtTiny(nn.Module):
     def __init__(self, num_classes=1000, depths=(3, 3, 9, 3), dims=(96, 192, 384, 768)):
         super().__init__()
         self.stages = nn.ModuleList()
-        self.downs = nn.ModuleList([nn.Sequential(nn.Conv2d(3, dims[0], 4, 4), LayerNorm2d(dims[0], eps=1e-6))])
+        self.downs = nn.ModuleList(
+            [nn.Sequential(nn.Conv2d(3, dims[0], 4, 4), LayerNorm2d(dims[0], eps=1e-6))]
+        )
         for i in range(1, 4):
-            self.downs.append(nn.Sequential(LayerNorm2d(dims[i - 1], eps=1e-6), nn.Conv2d(dims[i - 1], dims[i], 2, 2)))
+            self.downs.append(
+                nn.Sequential(
+                    LayerNorm2d(dims[i - 1], eps=1e-6), nn.Conv2d(dims[i - 1], dims[i], 2, 2)
+                )
+            )
         for i in range(4):
             self.stages.append(nn.Sequential(*[ConvNeXtBlock(dims[i]) for _ in range(depths[i])]))
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
@@ -391,11 +444,19 @@ ZOO = {
 }
 
 
-def export(model: nn.Module, path, size=(224, 224), batch: int = 2, opset: int | None = None) -> None:
+def export(
+    model: nn.Module, path, size=(224, 224), batch: int = 2, opset: int | None = None
+) -> None:
     """torch.onnx.export with the legacy TorchScript exporter and a dynamic batch dim."""
     x = torch.randn(batch, 3, *size)
     kwargs = {} if opset is None else {"opset_version": opset}
     torch.onnx.export(
-        model, (x,), str(path), input_names=["input"], output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False, **kwargs,
+        model,
+        (x,),
+        str(path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        dynamo=False,
+        **kwargs,
     )

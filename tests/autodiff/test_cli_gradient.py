@@ -24,11 +24,15 @@ def _tiny_model(path):
         helper.make_node("MatMul", ["f", "fc"], ["logits"]),
     ]
     g = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])],
         initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(fc, "fc")],
     )
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), path)
+    onnx.save(
+        helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), path
+    )
 
 
 def test_gradient_command_writes_arrays_and_images(tmp_path, capsys):
@@ -38,8 +42,22 @@ def test_gradient_command_writes_arrays_and_images(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     cli_gradient.add_parser(parser.add_subparsers())
     args = parser.parse_args(
-        ["gradient", str(tmp_path / "m.onnx"), str(tmp_path / "a.png"), "--target", "2", "--wrt", "input", "relu1",
-         "--rules", "guided", "--out", str(tmp_path / "out"), "--device", "cpu"]
+        [
+            "gradient",
+            str(tmp_path / "m.onnx"),
+            str(tmp_path / "a.png"),
+            "--target",
+            "2",
+            "--wrt",
+            "input",
+            "relu1",
+            "--rules",
+            "guided",
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ]
     )
     assert args.func(args) == 0
     out = capsys.readouterr().out
@@ -56,6 +74,33 @@ def test_wired_into_onnxlens_main(tmp_path):
 
     _tiny_model(tmp_path / "m.onnx")
     cv2.imwrite(str(tmp_path / "b.png"), np.full((32, 32, 3), 128, np.uint8))
-    rc = main(["gradient", str(tmp_path / "m.onnx"), str(tmp_path / "b.png"), "--target", "1", "--out", str(tmp_path / "o"), "--device", "cpu"])
+    rc = main(
+        [
+            "gradient",
+            str(tmp_path / "m.onnx"),
+            str(tmp_path / "b.png"),
+            "--target",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0 and (tmp_path / "o" / "b_input_default.png").exists()
-    assert main(["gradient", str(tmp_path / "m.onnx"), str(tmp_path / "b.png"), "--target", "9", "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "gradient",
+                str(tmp_path / "m.onnx"),
+                str(tmp_path / "b.png"),
+                "--target",
+                "9",
+                "--out",
+                str(tmp_path / "o"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )

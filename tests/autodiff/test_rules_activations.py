@@ -49,7 +49,9 @@ def test_activation(op, attrs):
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu(approximate):
     # ORT expands Gelu into Erf, which has no float64 kernel: float32 here.
-    m = op_model("Gelu", {"x": ["N", 4, 5]}, {"approximate": approximate}, opset=20, dtype=TensorProto.FLOAT)
+    m = op_model(
+        "Gelu", {"x": ["N", 4, 5]}, {"approximate": approximate}, opset=20, dtype=TensorProto.FLOAT
+    )
     check_vjp(m, {"x": _x().astype(np.float32)}, eps=1e-2, rtol=2e-3, atol=2e-3)
 
 
@@ -72,7 +74,15 @@ def test_prelu(slope_shape):
     ],
 )
 def test_clip_forms(opset, attrs, consts, order):
-    m = op_model("Clip", {"x": ["N", 4, 5]}, attrs, consts, order=order, opset=opset, dtype=TensorProto.FLOAT if opset < 12 else TensorProto.DOUBLE)
+    m = op_model(
+        "Clip",
+        {"x": ["N", 4, 5]},
+        attrs,
+        consts,
+        order=order,
+        opset=opset,
+        dtype=TensorProto.FLOAT if opset < 12 else TensorProto.DOUBLE,
+    )
     x = _x(3)
     if opset < 12:  # Clip-6 has float kernels only
         check_vjp(m, {"x": x.astype(np.float32)}, eps=1e-3, rtol=1e-3)

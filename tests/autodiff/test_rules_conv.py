@@ -51,7 +51,13 @@ def test_conv2d(case, bias):
 @pytest.mark.parametrize("attrs", [{"pads": [1, 1], "strides": [2]}, {"dilations": [3]}])
 def test_conv1d(attrs):
     rng = np.random.default_rng(1)
-    m = op_model("Conv", {"x": ["N", 3, 17]}, attrs, {"w": rng.standard_normal((5, 3, 3)).astype(np.float32)}, dtype=F32)
+    m = op_model(
+        "Conv",
+        {"x": ["N", 3, 17]},
+        attrs,
+        {"w": rng.standard_normal((5, 3, 3)).astype(np.float32)},
+        dtype=F32,
+    )
     check_vjp(m, {"x": rng.standard_normal((2, 3, 17)).astype(np.float32)}, eps=1.0, rtol=1e-4)
 
 
@@ -65,7 +71,16 @@ def test_conv_weight_from_input():
     with pytest.raises(UnsupportedOperatorError, match="Conv weights"):
         build_vjp(m, ["y0"], ["x", "w"])
     rng = np.random.default_rng(2)
-    check_vjp(m, {"x": rng.standard_normal((2, 2, 6, 6)).astype(np.float32), "w": rng.standard_normal((3, 2, 3, 3)).astype(np.float32)}, wrt=["x"], eps=1.0, rtol=1e-4)
+    check_vjp(
+        m,
+        {
+            "x": rng.standard_normal((2, 2, 6, 6)).astype(np.float32),
+            "w": rng.standard_normal((3, 2, 3, 3)).astype(np.float32),
+        },
+        wrt=["x"],
+        eps=1.0,
+        rtol=1e-4,
+    )
 
 
 CONVT_CASES = [
@@ -85,7 +100,10 @@ def test_conv_transpose(case):
     cin, cout, h, w, k, attrs = case
     g = attrs.get("group", 1)
     rng = np.random.default_rng(3)
-    consts = {"w": rng.standard_normal((cin, cout // g, *k)).astype(np.float32), "b": rng.standard_normal(cout).astype(np.float32)}
+    consts = {
+        "w": rng.standard_normal((cin, cout // g, *k)).astype(np.float32),
+        "b": rng.standard_normal(cout).astype(np.float32),
+    }
     m = op_model("ConvTranspose", {"x": ["N", cin, h, w]}, attrs, consts, dtype=F32)
     check_vjp(m, {"x": rng.standard_normal((2, cin, h, w)).astype(np.float32)}, eps=1.0, rtol=1e-4)
 
@@ -95,7 +113,13 @@ def test_conv_needs_static_size():
     from onnxlens.errors import UnsupportedOperatorError
 
     rng = np.random.default_rng(4)
-    m = op_model("Conv", {"x": ["N", 3, "H", "W"]}, {"strides": [2, 2]}, {"w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32)}, dtype=F32)
+    m = op_model(
+        "Conv",
+        {"x": ["N", 3, "H", "W"]},
+        {"strides": [2, 2]},
+        {"w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32)},
+        dtype=F32,
+    )
     with pytest.raises(UnsupportedOperatorError, match="input_shape="):
         build_vjp(m, ["y0"], ["x"])
     vg = build_vjp(m, ["y0"], ["x"], input_shape=(None, 3, 11, 12))

@@ -37,7 +37,9 @@ def test_binary_constant_operand(op):
     check_vjp(m, {"a": rng.uniform(0.5, 2, (2, 3, 4))})
 
 
-@pytest.mark.parametrize("op", ["Neg", "Sqrt", "Exp", "Log", "Reciprocal", "Erf", "Abs", "Sin", "Cos", "Identity"])
+@pytest.mark.parametrize(
+    "op", ["Neg", "Sqrt", "Exp", "Log", "Reciprocal", "Erf", "Abs", "Sin", "Cos", "Identity"]
+)
 def test_unary(op):
     from onnx import TensorProto
 
@@ -62,7 +64,11 @@ def test_variadic(op):
     from onnx import TensorProto
 
     rng = np.random.default_rng(5)
-    feeds = {"a": rng.standard_normal((2, 3, 4)), "b": rng.standard_normal((1, 4)), "c": rng.standard_normal((2, 3, 4))}
+    feeds = {
+        "a": rng.standard_normal((2, 3, 4)),
+        "b": rng.standard_normal((1, 4)),
+        "c": rng.standard_normal((2, 3, 4)),
+    }
     if op == "Mean":  # float kernel only
         m = op_model(op, {"a": ["N", 3, 4], "b": [1, 4], "c": ["N", 3, 4]}, dtype=TensorProto.FLOAT)
         check_vjp(m, {k: v.astype(np.float32) for k, v in feeds.items()}, eps=1e-2, rtol=1e-4)
@@ -72,7 +78,12 @@ def test_variadic(op):
 
 def test_where_broadcast():
     rng = np.random.default_rng(6)
-    m = op_model("Where", {"x": ["N", 3, 4], "y": [4]}, consts={"c": rng.random((3, 4)) > 0.5}, order=["c", "x", "y"])
+    m = op_model(
+        "Where",
+        {"x": ["N", 3, 4], "y": [4]},
+        consts={"c": rng.random((3, 4)) > 0.5},
+        order=["c", "x", "y"],
+    )
     check_vjp(m, {"x": rng.standard_normal((2, 3, 4)), "y": rng.standard_normal(4)})
 
 
@@ -87,7 +98,12 @@ def test_cast(to):
     from onnx import TensorProto
 
     rng = np.random.default_rng(8)
-    m = op_model("Cast", {"x": ["N", 5]}, {"to": to}, dtype=TensorProto.DOUBLE if to == 1 else TensorProto.FLOAT)
+    m = op_model(
+        "Cast",
+        {"x": ["N", 5]},
+        {"to": to},
+        dtype=TensorProto.DOUBLE if to == 1 else TensorProto.FLOAT,
+    )
     x = rng.standard_normal((3, 5))
     if to == 1:
         check_vjp(m, {"x": x}, eps=1e-4, rtol=1e-3)

@@ -25,7 +25,12 @@ def test_gemm(ta, tb, c_shape):
 
 def test_gemm_weights_constant():
     rng = np.random.default_rng(1)
-    m = op_model("Gemm", {"x": ["N", 6]}, {"transB": 1}, {"w": rng.standard_normal((4, 6)), "b": rng.standard_normal(4)})
+    m = op_model(
+        "Gemm",
+        {"x": ["N", 6]},
+        {"transB": 1},
+        {"w": rng.standard_normal((4, 6)), "b": rng.standard_normal(4)},
+    )
     check_vjp(m, {"x": rng.standard_normal((3, 6))})
 
 

@@ -12,7 +12,12 @@ from vjp_helpers import check_vjp, op_model
 def test_batch_norm(shape):
     rng = np.random.default_rng(0)
     c = shape[1]
-    consts = {"s": rng.standard_normal(c), "b": rng.standard_normal(c), "m": rng.standard_normal(c), "v": rng.uniform(0.5, 2, c)}
+    consts = {
+        "s": rng.standard_normal(c),
+        "b": rng.standard_normal(c),
+        "m": rng.standard_normal(c),
+        "v": rng.uniform(0.5, 2, c),
+    }
     m = op_model("BatchNormalization", {"x": ["N", *shape[1:]]}, {"epsilon": 1e-3}, consts)
     check_vjp(m, {"x": rng.standard_normal(shape)})
 
@@ -21,22 +26,51 @@ def test_batch_norm(shape):
 def test_layer_norm(axis):
     rng = np.random.default_rng(1)
     shape = (2, 3, 4, 5)
-    norm = shape[axis:] if axis >= 0 else shape[axis:]
+    norm = shape[axis:]
     consts = {"s": rng.standard_normal(norm), "b": rng.standard_normal(norm)}
-    m = op_model("LayerNormalization", {"x": ["N", 3, 4, 5]}, {"axis": axis, "epsilon": 1e-5}, consts, opset=17)
+    m = op_model(
+        "LayerNormalization",
+        {"x": ["N", 3, 4, 5]},
+        {"axis": axis, "epsilon": 1e-5},
+        consts,
+        opset=17,
+    )
     check_vjp(m, {"x": rng.standard_normal(shape)}, rtol=1e-5)
 
 
 def test_layer_norm_scale_grad():
     rng = np.random.default_rng(2)
     m = op_model("LayerNormalization", {"x": ["N", 6], "s": [6], "b": [6]}, {}, opset=17)
-    check_vjp(m, {"x": rng.standard_normal((3, 6)), "s": rng.standard_normal(6), "b": rng.standard_normal(6)}, rtol=1e-5)
+    check_vjp(
+        m,
+        {
+            "x": rng.standard_normal((3, 6)),
+            "s": rng.standard_normal(6),
+            "b": rng.standard_normal(6),
+        },
+        rtol=1e-5,
+    )
 
 
 def test_instance_norm():
     rng = np.random.default_rng(3)
-    m = op_model("InstanceNormalization", {"x": ["N", 3, 4, 5]}, {}, {"s": rng.standard_normal(3).astype(np.float32), "b": rng.standard_normal(3).astype(np.float32)}, dtype=TensorProto.FLOAT)
-    check_vjp(m, {"x": rng.standard_normal((2, 3, 4, 5)).astype(np.float32)}, eps=1e-2, rtol=2e-3, atol=1e-3)
+    m = op_model(
+        "InstanceNormalization",
+        {"x": ["N", 3, 4, 5]},
+        {},
+        {
+            "s": rng.standard_normal(3).astype(np.float32),
+            "b": rng.standard_normal(3).astype(np.float32),
+        },
+        dtype=TensorProto.FLOAT,
+    )
+    check_vjp(
+        m,
+        {"x": rng.standard_normal((2, 3, 4, 5)).astype(np.float32)},
+        eps=1e-2,
+        rtol=2e-3,
+        atol=1e-3,
+    )
 
 
 def test_lp_norm():

@@ -28,7 +28,9 @@ def _distinct(shape, seed):
     return rng.permutation(np.prod(shape)).reshape(shape).astype(np.float64) / np.prod(shape)
 
 
-@pytest.mark.parametrize(("kernel", "attrs"), MAX_CASES, ids=[str(i) for i in range(len(MAX_CASES))])
+@pytest.mark.parametrize(
+    ("kernel", "attrs"), MAX_CASES, ids=[str(i) for i in range(len(MAX_CASES))]
+)
 def test_max_pool(kernel, attrs):
     m = op_model("MaxPool", {"x": ["N", 3, 9, 10]}, {"kernel_shape": list(kernel), **attrs})
     check_vjp(m, {"x": _distinct((2, 3, 9, 10), 0)}, eps=1e-7)
@@ -46,7 +48,10 @@ def test_max_pool_ties_one_winner():
     m = op_model("MaxPool", {"x": ["N", 1, 6, 6]}, {"kernel_shape": [3, 3], "strides": [3, 3]})
     vg = build_vjp(m, ["y0"], ["x"])
     sess = session(vg.proto)
-    (g,) = sess.run([vg.grad_outputs["x"]], {"x": np.zeros((1, 1, 6, 6)), vg.seed_inputs["y0"]: np.ones((1, 1, 2, 2))})
+    (g,) = sess.run(
+        [vg.grad_outputs["x"]],
+        {"x": np.zeros((1, 1, 6, 6)), vg.seed_inputs["y0"]: np.ones((1, 1, 2, 2))},
+    )
     assert g.sum() == 4 and np.count_nonzero(g) == 4
     assert g[0, 0, 0, 0] == 1  # the first element of the window, as PyTorch
 
@@ -54,7 +59,9 @@ def test_max_pool_ties_one_winner():
 def test_max_pool_overlapping_needs_opset16():
     from onnxlens.errors import UnsupportedOperatorError
 
-    m = op_model("MaxPool", {"x": ["N", 1, 6, 6]}, {"kernel_shape": [3, 3], "strides": [2, 2]}, opset=13)
+    m = op_model(
+        "MaxPool", {"x": ["N", 1, 6, 6]}, {"kernel_shape": [3, 3], "strides": [2, 2]}, opset=13
+    )
     with pytest.raises(UnsupportedOperatorError, match="opset 16"):
         build_vjp(m, ["y0"], ["x"])
 
@@ -72,9 +79,17 @@ AVG_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("kernel", "attrs"), AVG_CASES, ids=[str(i) for i in range(len(AVG_CASES))])
+@pytest.mark.parametrize(
+    ("kernel", "attrs"), AVG_CASES, ids=[str(i) for i in range(len(AVG_CASES))]
+)
 def test_average_pool(kernel, attrs):
-    m = op_model("AveragePool", {"x": ["N", 3, 9, 10]}, {"kernel_shape": list(kernel), **attrs}, dtype=TensorProto.FLOAT, opset=19)
+    m = op_model(
+        "AveragePool",
+        {"x": ["N", 3, 9, 10]},
+        {"kernel_shape": list(kernel), **attrs},
+        dtype=TensorProto.FLOAT,
+        opset=19,
+    )
     rng = np.random.default_rng(1)
     check_vjp(m, {"x": rng.standard_normal((2, 3, 9, 10)).astype(np.float32)}, eps=1.0, rtol=1e-4)
 
@@ -92,7 +107,9 @@ def test_global_max_pool():
     m = op_model("GlobalMaxPool", {"x": ["N", 3, 5, 7]}, dtype=F32)
     check_vjp(m, {"x": _distinct((2, 3, 5, 7), 3).astype(np.float32)}, eps=1e-3, rtol=1e-3)
     vg = build_vjp(m, ["y0"], ["x"])
-    feeds = {"x": np.zeros((1, 3, 5, 7), np.float32), vg.seed_inputs["y0"]: np.ones((1, 3, 1, 1), np.float32)}
+    feeds = {
+        "x": np.zeros((1, 3, 5, 7), np.float32),
+        vg.seed_inputs["y0"]: np.ones((1, 3, 1, 1), np.float32),
+    }
     (g,) = session(vg.proto).run([vg.grad_outputs["x"]], feeds)
     assert np.count_nonzero(g) == 3  # one winner per channel on ties
-

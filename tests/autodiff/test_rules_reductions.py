@@ -47,5 +47,7 @@ def test_reduce_max_ties_share():
 
     m = op_model("ReduceMax", {"x": ["N", 4]}, {"axes": [1], "keepdims": 0}, opset=13)
     vg = build_vjp(m, ["y0"], ["x"])
-    (g,) = session(vg.proto).run(None, {"x": np.array([[1.0, 3.0, 3.0, 0.0]]), vg.seed_inputs["y0"]: np.array([1.0])})[-1:]
+    (g,) = session(vg.proto).run(
+        None, {"x": np.array([[1.0, 3.0, 3.0, 0.0]]), vg.seed_inputs["y0"]: np.array([1.0])}
+    )[-1:]
     np.testing.assert_allclose(g, [[0, 0.5, 0.5, 0]])

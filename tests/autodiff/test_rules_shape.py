@@ -33,7 +33,10 @@ def test_reshape_like(op, attrs, consts, opset):
     check_vjp(m, {"x": _x()})
 
 
-@pytest.mark.parametrize(("attrs", "consts", "opset"), [({"axes": [2]}, {}, 11), ({}, {"a": np.array([-2], np.int64)}, 13)])
+@pytest.mark.parametrize(
+    ("attrs", "consts", "opset"),
+    [({"axes": [2]}, {}, 11), ({}, {"a": np.array([-2], np.int64)}, 13)],
+)
 def test_squeeze(attrs, consts, opset):
     m = op_model("Squeeze", {"x": ["N", 3, 1, 5]}, attrs, consts, opset=opset)
     check_vjp(m, {"x": _x(1, (2, 3, 1, 5))})
@@ -51,7 +54,9 @@ def test_concat(axis):
 
 def test_concat_with_constant_and_dynamic_sizes():
     rng = np.random.default_rng(3)
-    m = op_model("Concat", {"a": ["N", "K", 4]}, {"axis": 1}, {"w": rng.standard_normal((2, 2, 4))}, opset=13)
+    m = op_model(
+        "Concat", {"a": ["N", "K", 4]}, {"axis": 1}, {"w": rng.standard_normal((2, 2, 4))}, opset=13
+    )
     check_vjp(m, {"a": rng.standard_normal((2, 3, 4))})
 
 
@@ -81,7 +86,11 @@ def test_split(attrs, consts, opset, n):
     ],
 )
 def test_slice(starts, ends, axes, steps):
-    consts = {"st": np.array(starts, np.int64), "en": np.array(ends, np.int64), "ax": np.array(axes, np.int64)}
+    consts = {
+        "st": np.array(starts, np.int64),
+        "en": np.array(ends, np.int64),
+        "ax": np.array(axes, np.int64),
+    }
     if steps:
         consts["sp"] = np.array(steps, np.int64)
     m = op_model("Slice", {"x": ["N", 3, 4, 5]}, {}, consts)
@@ -92,7 +101,9 @@ def test_slice_and_pad_before_opset11_refused():
     from onnxlens.autodiff import build_vjp
     from onnxlens.errors import UnsupportedOperatorError
 
-    m = op_model("Slice", {"x": ["N", 3, 4, 5]}, {"starts": [1, 0], "ends": [3, -1], "axes": [1, 3]}, opset=9)
+    m = op_model(
+        "Slice", {"x": ["N", 3, 4, 5]}, {"starts": [1, 0], "ends": [3, -1], "axes": [1, 3]}, opset=9
+    )
     with pytest.raises(UnsupportedOperatorError, match="convert_version"):
         build_vjp(m, ["y0"], ["x"])
 
@@ -107,19 +118,36 @@ def test_pad(mode):
 
 
 def test_pad_negative_crop():
-    m = op_model("Pad", {"x": ["N", 3, 4, 5]}, {}, {"p": np.array([0, 0, -1, 2, 0, 0, 1, -2], np.int64)}, opset=13)
+    m = op_model(
+        "Pad",
+        {"x": ["N", 3, 4, 5]},
+        {},
+        {"p": np.array([0, 0, -1, 2, 0, 0, 1, -2], np.int64)},
+        opset=13,
+    )
     check_vjp(m, {"x": _x(8)})
 
 
 @pytest.mark.parametrize("blocksize", [1, 2])
 def test_depth_space(blocksize):
-    check_vjp(op_model("SpaceToDepth", {"x": ["N", 3, 4, 6]}, {"blocksize": blocksize}), {"x": _x(9, (2, 3, 4, 6))})
-    check_vjp(op_model("DepthToSpace", {"x": ["N", 8, 2, 3]}, {"blocksize": 2}), {"x": _x(9, (2, 8, 2, 3))})
+    check_vjp(
+        op_model("SpaceToDepth", {"x": ["N", 3, 4, 6]}, {"blocksize": blocksize}),
+        {"x": _x(9, (2, 3, 4, 6))},
+    )
+    check_vjp(
+        op_model("DepthToSpace", {"x": ["N", 8, 2, 3]}, {"blocksize": 2}),
+        {"x": _x(9, (2, 8, 2, 3))},
+    )
 
 
 @pytest.mark.parametrize(
     ("axis", "indices"),
-    [(1, np.array([2, 0])), (3, np.array([[1, -1], [0, 3]])), (0, np.array(1)), (2, np.array([1, 1, 3]))],
+    [
+        (1, np.array([2, 0])),
+        (3, np.array([[1, -1], [0, 3]])),
+        (0, np.array(1)),
+        (2, np.array([1, 1, 3])),
+    ],
 )
 def test_gather(axis, indices):
     m = op_model("Gather", {"x": [2, 3, 4, 5]}, {"axis": axis}, {"i": indices.astype(np.int64)})
@@ -128,5 +156,10 @@ def test_gather(axis, indices):
 
 def test_gather_elements_and_tile():
     idx = np.random.default_rng(11).integers(0, 4, (2, 3, 2, 5)).astype(np.int64)
-    check_vjp(op_model("GatherElements", {"x": [2, 3, 4, 5]}, {"axis": 2}, {"i": idx}), {"x": _x(11)})
-    check_vjp(op_model("Tile", {"x": ["N", 3, 4, 5]}, {}, {"r": np.array([1, 2, 1, 3], np.int64)}), {"x": _x(12)})
+    check_vjp(
+        op_model("GatherElements", {"x": [2, 3, 4, 5]}, {"axis": 2}, {"i": idx}), {"x": _x(11)}
+    )
+    check_vjp(
+        op_model("Tile", {"x": ["N", 3, 4, 5]}, {}, {"r": np.array([1, 2, 1, 3], np.int64)}),
+        {"x": _x(12)},
+    )

@@ -16,7 +16,7 @@ from onnxlens.autodiff import build_vjp, default_rules, rule_set
 from onnxlens.errors import ConfigurationError
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-import zoo  # noqa: E402
+import zoo
 
 torch.set_num_threads(2)
 
@@ -50,7 +50,9 @@ class IndexedMaxPool(torch.nn.Module):
 
 @pytest.mark.parametrize("rules", ["guided", "deconvnet"])
 def test_matches_captum(vgg, rules):
-    captum_attr = pytest.importorskip("captum.attr", reason="captum is not installed (pip install captum)")
+    captum_attr = pytest.importorskip(
+        "captum.attr", reason="captum is not installed (pip install captum)"
+    )
     net, model = vgg
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 224, 224)).astype(np.float32)
@@ -65,13 +67,26 @@ def test_matches_captum(vgg, rules):
             idx_names.append(node.output[0] + "/indices")
             node.output.append(idx_names[-1])
     for name in idx_names:
-        fwd.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, None))
+        fwd.graph.output.append(
+            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, None)
+        )
     indices = session(fwd).run(idx_names, {"input": x})
     pools = [i for i, m in enumerate(net.features) if isinstance(m, torch.nn.MaxPool2d)]
-    features = torch.nn.Sequential(*[IndexedMaxPool(indices[pools.index(i)]) if i in pools else m for i, m in enumerate(net.features)])
+    features = torch.nn.Sequential(
+        *[
+            IndexedMaxPool(indices[pools.index(i)]) if i in pools else m
+            for i, m in enumerate(net.features)
+        ]
+    )
     routed = torch.nn.Sequential(features, net.avgpool, torch.nn.Flatten(), net.classifier).eval()
-    method = captum_attr.GuidedBackprop(routed) if rules == "guided" else captum_attr.Deconvolution(routed)
-    ref = method.attribute(torch.from_numpy(x).requires_grad_(True), target=targets).detach().numpy()
+    method = (
+        captum_attr.GuidedBackprop(routed)
+        if rules == "guided"
+        else captum_attr.Deconvolution(routed)
+    )
+    ref = (
+        method.attribute(torch.from_numpy(x).requires_grad_(True), target=targets).detach().numpy()
+    )
     rel = np.abs(ours - ref).max() / np.abs(ref).max()
     assert rel <= 1e-3, f"{rules}: max abs diff / max abs = {rel:.2e}"
 
@@ -93,17 +108,32 @@ def test_overlay_replaces_rule_per_op_type():
 
     def double_relu(ctx, grads):
         b = ctx.b
-        return [b.mul(b.where_zero(b.op("Greater", [ctx.y(), b.scalar(0.0, ctx.y())]), grads[0]), b.scalar(2.0, ctx.y()))]
+        return [
+            b.mul(
+                b.where_zero(b.op("Greater", [ctx.y(), b.scalar(0.0, ctx.y())]), grads[0]),
+                b.scalar(2.0, ctx.y()),
+            )
+        ]
 
     rs = default_rules().overlay({"Relu": double_relu}, "x2")
-    assert rs.lookup("", "Relu") is double_relu and rs.lookup("", "Conv") is default_rules().lookup("", "Conv")
+    assert rs.lookup("", "Relu") is double_relu and rs.lookup("", "Conv") is default_rules().lookup(
+        "", "Conv"
+    )
     assert default_rules().lookup("", "Relu") is not double_relu  # the default set is untouched
     m = op_model("Relu", {"x": ["N", 3]})
     vg = build_vjp(m, ["y0"], ["x"], rules=rs)
-    (g,) = session(vg.proto).run([vg.grad_outputs["x"]], {"x": np.array([[1.0, -1.0, 2.0]]), vg.seed_inputs["y0"]: np.ones((1, 3))})
+    (g,) = session(vg.proto).run(
+        [vg.grad_outputs["x"]],
+        {"x": np.array([[1.0, -1.0, 2.0]]), vg.seed_inputs["y0"]: np.ones((1, 3))},
+    )
     np.testing.assert_array_equal(g, [[2, 0, 2]])
-    vg = build_vjp(m, ["y0"], ["x"], rules={"Relu": double_relu})  # a plain dict overlays the default
-    (g,) = session(vg.proto).run([vg.grad_outputs["x"]], {"x": np.array([[1.0, -1.0, 2.0]]), vg.seed_inputs["y0"]: np.ones((1, 3))})
+    vg = build_vjp(
+        m, ["y0"], ["x"], rules={"Relu": double_relu}
+    )  # a plain dict overlays the default
+    (g,) = session(vg.proto).run(
+        [vg.grad_outputs["x"]],
+        {"x": np.array([[1.0, -1.0, 2.0]]), vg.seed_inputs["y0"]: np.ones((1, 3))},
+    )
     np.testing.assert_array_equal(g, [[2, 0, 2]])
 
 

@@ -88,14 +88,21 @@ def test_unsupported_op_names_op_node_and_path():
     with pytest.raises(UnsupportedOperatorError) as exc:
         build_vjp(m, ["y"], ["x"])
     msg = str(exc.value)
-    assert "Hardmax" in msg and "'n7'" in msg and "x -> Relu 'r1' -> Exp 'e1' -> Hardmax 'n7'" in msg
+    assert (
+        "Hardmax" in msg and "'n7'" in msg and "x -> Relu 'r1' -> Exp 'e1' -> Hardmax 'n7'" in msg
+    )
 
 
 def test_shape_only_branch_needs_no_rule():
     """Shape -> ConstantOfShape carries no gradient: no rule needed, none asked for."""
     nodes = [
         helper.make_node("Shape", ["x"], ["s"]),
-        helper.make_node("ConstantOfShape", ["s"], ["o"], value=helper.make_tensor("v", TensorProto.DOUBLE, [1], [2.0])),
+        helper.make_node(
+            "ConstantOfShape",
+            ["s"],
+            ["o"],
+            value=helper.make_tensor("v", TensorProto.DOUBLE, [1], [2.0]),
+        ),
         helper.make_node("Mul", ["x", "o"], ["y"]),
     ]
     m = _model(nodes, [("x", ["N", 3])], ["y"])
@@ -104,7 +111,9 @@ def test_shape_only_branch_needs_no_rule():
 
 def test_unconnected_wrt_gets_zeros():
     vg = build_vjp(_diamond(), ["z"], ["a"])
-    (g,) = session(vg.proto).run([vg.grad_outputs["a"]], {"x": np.ones((2, 3)), vg.seed_inputs["z"]: np.ones((2, 3))})
+    (g,) = session(vg.proto).run(
+        [vg.grad_outputs["a"]], {"x": np.ones((2, 3)), vg.seed_inputs["z"]: np.ones((2, 3))}
+    )
     assert g.shape == (2, 3) and not g.any()
 
 

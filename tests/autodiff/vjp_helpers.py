@@ -49,7 +49,9 @@ def op_model(
         [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outs],
         initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items()],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION
+    )
     model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     # Declared output types for ORT (inferred ones).
     infos = {v.name: v for v in model.graph.value_info}
@@ -82,7 +84,9 @@ def check_vjp(
     fwd = session(add_outputs(model, seeds))
     outs0 = dict(zip(seeds, fwd.run(seeds, dict(feeds)), strict=True))
     cts = {
-        s: np.asarray(cotangents[s] if cotangents and s in cotangents else rng.standard_normal(outs0[s].shape)).astype(outs0[s].dtype)
+        s: np.asarray(
+            cotangents[s] if cotangents and s in cotangents else rng.standard_normal(outs0[s].shape)
+        ).astype(outs0[s].dtype)
         for s in seeds
     }
     dirs = {w: np.asarray(rng.standard_normal(feeds[w].shape)).astype(feeds[w].dtype) for w in wrt}
@@ -90,9 +94,16 @@ def check_vjp(
     def f(sign: float) -> float:
         shifted = dict(feeds)
         for w in wrt:
-            shifted[w] = np.asarray(feeds[w].astype(np.float64) + sign * eps * dirs[w]).astype(feeds[w].dtype)
+            shifted[w] = np.asarray(feeds[w].astype(np.float64) + sign * eps * dirs[w]).astype(
+                feeds[w].dtype
+            )
         outs = fwd.run(seeds, shifted)
-        return float(sum(np.sum(cts[s].astype(np.float64) * o.astype(np.float64)) for s, o in zip(seeds, outs, strict=True)))
+        return float(
+            sum(
+                np.sum(cts[s].astype(np.float64) * o.astype(np.float64))
+                for s, o in zip(seeds, outs, strict=True)
+            )
+        )
 
     fd = (f(1.0) - f(-1.0)) / (2 * eps)
     vg = build_vjp(model, seeds, wrt, rules=rules)
@@ -104,9 +115,13 @@ def check_vjp(
     grads = sess.run(names, run_feeds)
     for w, gr in zip(wrt, grads, strict=True):
         assert gr.shape == feeds[w].shape, (w, gr.shape, feeds[w].shape)
-    ad = float(sum(np.sum(gr.astype(np.float64) * dirs[w]) for w, gr in zip(wrt, grads, strict=True)))
+    ad = float(
+        sum(np.sum(gr.astype(np.float64) * dirs[w]) for w, gr in zip(wrt, grads, strict=True))
+    )
     scale = max(abs(fd), abs(ad), 1e-12)
-    assert abs(fd - ad) <= rtol * scale + atol, f"finite differences {fd!r} vs vjp {ad!r} (rel err {abs(fd - ad) / scale:.3g})"
+    assert abs(fd - ad) <= rtol * scale + atol, (
+        f"finite differences {fd!r} vs vjp {ad!r} (rel err {abs(fd - ad) / scale:.3g})"
+    )
     return fd, ad
 
 
@@ -120,8 +135,14 @@ def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
             t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
     for n in m.graph.node:
         for a in n.attribute:
-            if a.name == "value" and a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.FLOAT:
-                a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float64), a.t.name))
+            if (
+                a.name == "value"
+                and a.type == onnx.AttributeProto.TENSOR
+                and a.t.data_type == TensorProto.FLOAT
+            ):
+                a.t.CopyFrom(
+                    numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float64), a.t.name)
+                )
             if a.name == "to" and a.i == TensorProto.FLOAT:
                 a.i = TensorProto.DOUBLE
     for v in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info):
@@ -139,10 +160,14 @@ def reference_evaluator(model: onnx.ModelProto):
     from onnx.reference.op_run import OpRun
 
     class BatchNormalization(OpRun):
-        def _run(self, x, scale, bias, mean, var, epsilon=None, momentum=None, training_mode=None, **_):  # noqa: ARG002
+        def _run(
+            self, x, scale, bias, mean, var, epsilon=None, momentum=None, training_mode=None, **_
+        ):
             shape = (-1,) + (1,) * (x.ndim - 2)
             eps = 1e-5 if epsilon is None else epsilon
-            y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * scale.reshape(shape) + bias.reshape(shape)
+            y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * scale.reshape(
+                shape
+            ) + bias.reshape(shape)
             return (y.astype(x.dtype),)
 
     return ReferenceEvaluator(model, new_ops=[BatchNormalization])
@@ -169,7 +194,12 @@ def check_vjp_reference(
 
     def f(sign: float) -> float:
         shifted = {k: (v + sign * eps * dirs[k] if k in dirs else v) for k, v in feeds.items()}
-        return float(sum(np.sum(cts[s] * o) for s, o in zip(seeds, fwd.run(list(seeds), shifted), strict=True)))
+        return float(
+            sum(
+                np.sum(cts[s] * o)
+                for s, o in zip(seeds, fwd.run(list(seeds), shifted), strict=True)
+            )
+        )
 
     fd = (f(1.0) - f(-1.0)) / (2 * eps)
     vg = build_vjp(m64, seeds, wrt)
@@ -179,5 +209,7 @@ def check_vjp_reference(
     grads = reference_evaluator(vg.proto).run([vg.grad_outputs[w] for w in wrt], run)
     ad = float(sum(np.sum(g * dirs[w]) for w, g in zip(wrt, grads, strict=True)))
     scale = max(abs(fd), abs(ad), 1e-12)
-    assert abs(fd - ad) <= rtol * scale, f"finite differences {fd!r} vs vjp {ad!r} (rel err {abs(fd - ad) / scale:.3g})"
+    assert abs(fd - ad) <= rtol * scale, (
+        f"finite differences {fd!r} vs vjp {ad!r} (rel err {abs(fd - ad) / scale:.3g})"
+    )
     return fd, ad

@@ -60,6 +60,10 @@ def _pin_input_shape(model: onnx.ModelProto, input_shape: Sequence[int | None]) 
         d.Clear()
         d.dim_value = int(want)
     del out.graph.value_info[:]
+    for o in out.graph.output:  # stale symbolic dims would shadow what inference now knows
+        for d in o.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.Clear()
     return out
 
 
@@ -93,14 +97,22 @@ def _probe_missing_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     infos = {v.name for v in model.graph.value_info if v.type.tensor_type.HasField("shape")}
     infos |= {v.name for v in model.graph.input} | {v.name for v in model.graph.output}
     inits = {t.name for t in model.graph.initializer}
-    missing = [o for n in model.graph.node for o in n.output if o and o not in infos and o not in inits and n.op_type != "Constant"]
+    missing = [
+        o
+        for n in model.graph.node
+        for o in n.output
+        if o and o not in infos and o not in inits and n.op_type != "Constant"
+    ]
     if not missing:
         return model
     runtime = [v for v in model.graph.input if v.name not in inits]
     feeds_shapes = []
     for v in runtime:
         dims = v.type.tensor_type.shape.dim
-        rest = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in list(dims)[1:]]
+        rest = [
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in list(dims)[1:]
+        ]
         if None in rest:
             return model
         feeds_shapes.append((v.name, v.type.tensor_type.elem_type, rest))
@@ -113,21 +125,26 @@ def _probe_missing_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(
+            probe.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+        )
         runs = []
         for batch in (1, 2):
             feeds = {
-                name: np.zeros([batch, *rest], dtype=helper.tensor_dtype_to_np_dtype(et)) for name, et, rest in feeds_shapes
+                name: np.zeros([batch, *rest], dtype=helper.tensor_dtype_to_np_dtype(et))
+                for name, et, rest in feeds_shapes
             }
             runs.append(sess.run(missing, feeds))
-    except Exception as exc:  # noqa: BLE001  (best effort, like shape inference)
+    except Exception as exc:
         log.debug("onnxlens: shape probe failed: %s", exc)
         return model
     for name, a, b in zip(missing, runs[0], runs[1], strict=True):
         a, b = np.asarray(a), np.asarray(b)
         if a.ndim != b.ndim:
             continue
-        dims: list[int | str] = [da if da == db else "batch" for da, db in zip(a.shape, b.shape, strict=True)]
+        dims: list[int | str] = [
+            da if da == db else "batch" for da, db in zip(a.shape, b.shape, strict=True)
+        ]
         et = helper.np_dtype_to_tensor_dtype(a.dtype)
         model.graph.value_info.append(helper.make_tensor_value_info(name, et, dims))
     return model
@@ -136,11 +153,15 @@ def _probe_missing_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
 def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
     """Shape inference run on the weightless view (fast for big models), results copied back."""
     try:
-        light = onnx.shape_inference.infer_shapes(_weightless(model), check_type=False, strict_mode=False, data_prop=True)
+        light = onnx.shape_inference.infer_shapes(
+            _weightless(model), check_type=False, strict_mode=False, data_prop=True
+        )
     except Exception:  # best effort: rules that need sizes say so
         return model
     del model.graph.value_info[:]
     model.graph.value_info.extend(light.graph.value_info)
+    for o, lo in zip(model.graph.output, light.graph.output, strict=True):
+        o.CopyFrom(lo)
     return model
 
 
@@ -162,9 +183,13 @@ def build_vjp(
     and the model has dynamic height/width). A wrt tensor that no seed depends on gets zeros.
     """
     if not seeds:
-        raise ConfigurationError("no seeds given: name at least one output or tensor to differentiate.")
+        raise ConfigurationError(
+            "no seeds given: name at least one output or tensor to differentiate."
+        )
     if not wrt:
-        raise ConfigurationError("no wrt tensors given: name the input or the layers to take gradients for.")
+        raise ConfigurationError(
+            "no wrt tensors given: name the input or the layers to take gradients for."
+        )
     model = onnx.ModelProto()
     model.CopyFrom(model_proto)
     if input_shape is not None:
@@ -178,7 +203,9 @@ def build_vjp(
     wrt_t = list(dict.fromkeys(resolve_tensor(model, w, layers) for w in wrt))
     for w in wrt_t:
         if w in inits:
-            raise ConfigurationError(f"{w!r} is a weight (initializer); gradients w.r.t. weights are not supported yet.")
+            raise ConfigurationError(
+                f"{w!r} is a weight (initializer); gradients w.r.t. weights are not supported yet."
+            )
     ruleset = rule_set(rules)
     names = NameGenerator(model, prefix="grad")
     b = GraphBuilder(model, names)
@@ -201,7 +228,9 @@ def build_vjp(
     for t, s in seed_inputs.items():
         g.input.append(seed_value_info(b, model, t, s))
     primal = [o.name for o in g.output]
-    keep_t = [k for k in dict.fromkeys(resolve_tensor(model, k, layers) for k in keep) if k not in primal]
+    keep_t = [
+        k for k in dict.fromkeys(resolve_tensor(model, k, layers) for k in keep) if k not in primal
+    ]
     for name in keep_t + list(grad_outputs.values()):
         src = name if name in keep_t else next(w for w, o in grad_outputs.items() if o == name)
         rank = b.rank(src)
@@ -227,7 +256,14 @@ def _pinned_shape(model: Model, x: np.ndarray) -> tuple[int, ...] | None:
     return (x.shape[0], *x.shape[1:])
 
 
-def _graph(model: Model, seeds: Sequence[str], wrt: Sequence[str], rules: Rules, keep: Sequence[str], x: np.ndarray):
+def _graph(
+    model: Model,
+    seeds: Sequence[str],
+    wrt: Sequence[str],
+    rules: Rules,
+    keep: Sequence[str],
+    x: np.ndarray,
+):
     pin = _pinned_shape(model, x)
     rules_key: Any = rules if rules is None or isinstance(rules, str) else id(rules)
     key = ("vjp", tuple(seeds), tuple(wrt), rules_key, tuple(keep), pin[1:] if pin else None)
@@ -243,7 +279,9 @@ def _graph(model: Model, seeds: Sequence[str], wrt: Sequence[str], rules: Rules,
     sess = model.session(key, build)
     vg = holder.get("g") or cache.get(key)
     if vg is None:  # session cached but graph metadata evicted: rebuild the metadata only
-        vg = build_vjp(model.proto, seeds, wrt, rules or "default", keep, input_shape=pin, check=False)
+        vg = build_vjp(
+            model.proto, seeds, wrt, rules or "default", keep, input_shape=pin, check=False
+        )
         cache[key] = vg
     return sess, vg
 
@@ -269,17 +307,23 @@ def vjp(
     for name, t in zip(cotangents, seeds, strict=True):
         arr = np.asarray(cotangents[name])
         if arr.shape[0] != x.shape[0]:
-            raise ShapeError(f"cotangent for {name!r} has batch {arr.shape[0]}, the input has {x.shape[0]}.")
+            raise ShapeError(
+                f"cotangent for {name!r} has batch {arr.shape[0]}, the input has {x.shape[0]}."
+            )
         want = onnx.helper.tensor_dtype_to_np_dtype(GraphBuilder(vg.proto).elem_type(t))
         extra[vg.seed_inputs[t]] = np.ascontiguousarray(arr, dtype=want)
     fetch = [vg.grad_outputs[t] for t in wrt_t]
-    bs = model.batch_size_for(3 * model.tensor_bytes_per_sample(wrt_t + seeds) + 8 * x[0].size, batch_size)
+    bs = model.batch_size_for(
+        3 * model.tensor_bytes_per_sample(wrt_t + seeds) + 8 * x[0].size, batch_size
+    )
     outs = model.run_batched(sess, x, fetch, bs, extra=extra)
     del single
     return dict(zip(wrt_names, outs, strict=True))
 
 
-def _cotangent(model: Model, output: str, target: Any, n: int, probe: np.ndarray | None) -> np.ndarray:
+def _cotangent(
+    model: Model, output: str, target: Any, n: int, probe: np.ndarray | None
+) -> np.ndarray:
     """A cotangent for `output` from a class index, per-sample indices, or an explicit array."""
     if isinstance(target, np.ndarray) and target.dtype.kind == "f":
         if target.shape[0] != n:
@@ -291,7 +335,9 @@ def _cotangent(model: Model, output: str, target: Any, n: int, probe: np.ndarray
     if idx.size == 1:
         idx = np.repeat(idx, n)
     if idx.size != n:
-        raise ShapeError(f"target has {idx.size} class indices for {n} inputs; give one, or one per input.")
+        raise ShapeError(
+            f"target has {idx.size} class indices for {n} inputs; give one, or one per input."
+        )
     flat = probe.reshape(n, -1)
     if (idx < 0).any() or (idx >= flat.shape[1]).any():
         raise ConfigurationError(
@@ -335,13 +381,26 @@ def activations_and_gradients(
     wrt_t = list(dict.fromkeys(tensors + ([model.input_name] if wrt_input else [])))
     keep = [t for t in dict.fromkeys(tensors) if t != model.input_name]
     sess, vg = _graph(model, [out_t], wrt_t, rules, keep, x)
-    c = _cotangent(model, out_t, target, x.shape[0], _output_shape(model, out_t, x) if not (isinstance(target, np.ndarray) and target.dtype.kind == "f") else None)
+    c = _cotangent(
+        model,
+        out_t,
+        target,
+        x.shape[0],
+        _output_shape(model, out_t, x)
+        if not (isinstance(target, np.ndarray) and target.dtype.kind == "f")
+        else None,
+    )
     et = onnx.helper.tensor_dtype_to_np_dtype(GraphBuilder(vg.proto).elem_type(out_t))
     extra = {vg.seed_inputs[out_t]: np.ascontiguousarray(c, dtype=et)}
     fetch = list(model.output_names) + keep + [vg.grad_outputs[t] for t in wrt_t]
-    bs = model.batch_size_for(3 * model.tensor_bytes_per_sample(wrt_t + [out_t]) + 8 * x[0].size, batch_size)
+    bs = model.batch_size_for(
+        3 * model.tensor_bytes_per_sample([*wrt_t, out_t]) + 8 * x[0].size, batch_size
+    )
     res = dict(zip(fetch, model.run_batched(sess, x, fetch, bs, extra=extra), strict=True))
-    acts = {n: (x if t == model.input_name else res[t]) for n, t in zip(layer_names, tensors, strict=True)}
+    acts = {
+        n: (x if t == model.input_name else res[t])
+        for n, t in zip(layer_names, tensors, strict=True)
+    }
     grads = {n: res[vg.grad_outputs[t]] for n, t in zip(layer_names, tensors, strict=True)}
     if wrt_input:
         grads["input"] = res[vg.grad_outputs[model.input_name]]
@@ -362,6 +421,8 @@ def gradient(
     x, _ = model.prepare(inputs)
     out_t = model.resolve(output) if output else model.output_names[0]
     explicit = isinstance(target, np.ndarray) and target.dtype.kind == "f"
-    c = _cotangent(model, out_t, target, x.shape[0], None if explicit else _output_shape(model, out_t, x))
+    c = _cotangent(
+        model, out_t, target, x.shape[0], None if explicit else _output_shape(model, out_t, x)
+    )
     res = vjp(model, x, {out_t: c}, [wrt] if isinstance(wrt, str) else list(wrt), rules, batch_size)
     return res[wrt] if isinstance(wrt, str) else res

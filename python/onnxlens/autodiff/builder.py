@@ -18,7 +18,19 @@ from ..graph import NameGenerator
 from ..graph.layers import Shape, _dims, value_infos
 
 _INT64_OPS = {"Shape", "Size", "NonZero", "ArgMax", "ArgMin"}
-_BOOL_OPS = {"Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Not", "Xor", "IsNaN", "IsInf"}
+_BOOL_OPS = {
+    "Equal",
+    "Greater",
+    "Less",
+    "GreaterOrEqual",
+    "LessOrEqual",
+    "And",
+    "Or",
+    "Not",
+    "Xor",
+    "IsNaN",
+    "IsInf",
+}
 FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 
 
@@ -97,7 +109,9 @@ class GraphBuilder:
         base = hint or op_type
         outs = [self.names(f"{base}") for _ in range(outputs)]
         attrs = {k: v for k, v in attrs.items() if v is not None}
-        node = helper.make_node(op_type, list(inputs), outs, name=self.names(f"{base}_node"), domain=domain, **attrs)
+        node = helper.make_node(
+            op_type, list(inputs), outs, name=self.names(f"{base}_node"), domain=domain, **attrs
+        )
         self.nodes.append(node)
         et = self._out_type(op_type, list(inputs), attrs)
         if et:
@@ -168,7 +182,9 @@ class GraphBuilder:
         return self.op("Neg", [a])
 
     # -- opset-aware helpers -------------------------------------------------------------------
-    def _axes_op(self, op_type: str, x: str, axes: Sequence[int] | None, input_since: int, **attrs: Any) -> str:
+    def _axes_op(
+        self, op_type: str, x: str, axes: Sequence[int] | None, input_since: int, **attrs: Any
+    ) -> str:
         if axes is None:
             return self.op(op_type, [x], **attrs)
         if self.opset >= input_since:
@@ -219,7 +235,10 @@ class GraphBuilder:
     def select(self, cond: str, a: str, b: str) -> str:
         """Where(cond, a, b), also before opset 9."""
         if self.opset < 9:
-            return self.op("Add", [self.where_zero(cond, a), self.where_zero(cond, b, otherwise_zero_first=True)])
+            return self.op(
+                "Add",
+                [self.where_zero(cond, a), self.where_zero(cond, b, otherwise_zero_first=True)],
+            )
         return self.op("Where", [cond, a, b])
 
     def erf(self, x: str) -> str:
@@ -231,8 +250,10 @@ class GraphBuilder:
 
     def numel(self, x: str) -> str:
         """Number of elements of `x` as an int64 1-D tensor of length 1."""
-        return self.op("ReduceProd", [self.shape(x)], keepdims=1) if self.opset < 18 else self.op(
-            "ReduceProd", [self.shape(x), self.ints([0])], keepdims=1
+        return (
+            self.op("ReduceProd", [self.shape(x)], keepdims=1)
+            if self.opset < 18
+            else self.op("ReduceProd", [self.shape(x), self.ints([0])], keepdims=1)
         )
 
     def flat_index_tensor(self, x: str, offset: int = 0) -> str:
@@ -242,6 +263,12 @@ class GraphBuilder:
             n = self.op("Add", [n, self.ints([offset])])
         r = self.op(
             "Range",
-            [self.const(np.int64(offset)), self.op("Squeeze", [n], axes=[0]) if self.opset < 13 else self.op("Squeeze", [n, self.ints([0])]), self.const(np.int64(1))],
+            [
+                self.const(np.int64(offset)),
+                self.op("Squeeze", [n], axes=[0])
+                if self.opset < 13
+                else self.op("Squeeze", [n, self.ints([0])]),
+                self.const(np.int64(1)),
+            ],
         )
         return self.op("Reshape", [r, self.shape(x)])

@@ -25,10 +25,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     _add_model(p)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    p.add_argument("--target", type=int, nargs="+", required=True, metavar="CLASS", help="class index (one, or one per image)")
-    p.add_argument("--wrt", nargs="+", default=["input"], metavar="LAYER", help="tensor/node names (default: input)")
-    p.add_argument("--output", default=None, help="the model output the target indexes (default: the first)")
-    p.add_argument("--rules", choices=["default", "guided", "deconvnet"], default="default", help="backward rule set")
+    p.add_argument(
+        "--target",
+        type=int,
+        nargs="+",
+        required=True,
+        metavar="CLASS",
+        help="class index (one, or one per image)",
+    )
+    p.add_argument(
+        "--wrt",
+        nargs="+",
+        default=["input"],
+        metavar="LAYER",
+        help="tensor/node names (default: input)",
+    )
+    p.add_argument(
+        "--output", default=None, help="the model output the target indexes (default: the first)"
+    )
+    p.add_argument(
+        "--rules",
+        choices=["default", "guided", "deconvnet"],
+        default="default",
+        help="backward rule set",
+    )
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
     p.add_argument("--batch-size", type=int, default=None)
     add_preprocess_args(p)
@@ -48,7 +68,9 @@ def gradient_image(g: np.ndarray, size: tuple[int, int] | None, layout: str = "N
     if a.ndim == 3:
         a = a.max(axis=0 if layout != "NHWC" else 2)
     elif a.ndim != 2:
-        raise ConfigurationError(f"cannot draw a gradient of shape {g.shape} as an image; the .npy is saved.")
+        raise ConfigurationError(
+            f"cannot draw a gradient of shape {g.shape} as an image; the .npy is saved."
+        )
     peak = float(a.max())
     img = (a / peak * 255.0 if peak > 0 else a).astype(np.uint8)
     if size is not None and img.shape != size:
@@ -66,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
     x, fitted = model.prepare([str(p) for p in args.images])
     target = args.target[0] if len(args.target) == 1 else args.target
     rules = None if args.rules == "default" else args.rules
-    grads = model.gradient(x, target, output=args.output, wrt=list(args.wrt), rules=rules, batch_size=args.batch_size)
+    grads = model.gradient(
+        x, target, output=args.output, wrt=list(args.wrt), rules=rules, batch_size=args.batch_size
+    )
     assert isinstance(grads, dict)
     args.out.mkdir(parents=True, exist_ok=True)
     size = fitted.shape[1:3] if fitted is not None else None
@@ -79,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
             layout = model.layout if name == "input" else "NCHW"
             ok = cv2.imwrite(str(png), gradient_image(g[i], size, layout))
             if not ok:
-                raise ConfigurationError(f"could not write {png}; check that the folder is writable.")
+                raise ConfigurationError(
+                    f"could not write {png}; check that the folder is writable."
+                )
             print(f"wrote {npy} {tuple(g[i].shape)} and {png}")
     return 0

@@ -77,7 +77,9 @@ class RuleContext:
         """The constant value of input `i`, or an error naming the node when it is computed."""
         v = self.b.constant_value(self.x(i))
         if v is None:
-            self.fail(f"its {what} (input {i}, {self.x(i)!r}) is computed at run time; onnxlens needs it constant")
+            self.fail(
+                f"its {what} (input {i}, {self.x(i)!r}) is computed at run time; onnxlens needs it constant"
+            )
         return v
 
     def fail(self, why: str) -> NoReturn:

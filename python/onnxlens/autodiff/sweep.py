@@ -26,7 +26,11 @@ log = logging.getLogger("onnxlens")
 
 
 def _label(node: onnx.NodeProto) -> str:
-    return f"{node.op_type} {node.name or node.output[0]!r}" if node.name else f"{node.op_type} {node.output[0]!r}"
+    return (
+        f"{node.op_type} {node.name or node.output[0]!r}"
+        if node.name
+        else f"{node.op_type} {node.output[0]!r}"
+    )
 
 
 def _subgraph_inputs(node: onnx.NodeProto) -> list[str]:
@@ -35,7 +39,11 @@ def _subgraph_inputs(node: onnx.NodeProto) -> list[str]:
     for a in node.attribute:
         graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
         for g in graphs:
-            inner = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {t.name for t in g.initializer}
+            inner = (
+                {o for n in g.node for o in n.output}
+                | {i.name for i in g.input}
+                | {t.name for t in g.initializer}
+            )
             for n in g.node:
                 names += [i for i in n.input if i and i not in inner]
                 names += _subgraph_inputs(n)
@@ -65,7 +73,7 @@ class Sweep:
             t = prev
         hops.reverse()
         if len(hops) > limit:
-            hops = hops[:3] + [f"... {len(hops) - 7} nodes ..."] + hops[-4:]
+            hops = [*hops[:3], f"... {len(hops) - 7} nodes ...", *hops[-4:]]
         return " -> ".join(hops)
 
     def forward_reach(self, wrt: Sequence[str]) -> set[str]:
@@ -115,7 +123,9 @@ class Sweep:
             outs = list(node.output)
             if not any(o in self.contribs for o in outs if o):
                 continue
-            wanted = tuple(bool(i) and i in fwd and i in bwd and self._is_float(i) for i in node.input)
+            wanted = tuple(
+                bool(i) and i in fwd and i in bwd and self._is_float(i) for i in node.input
+            )
             extra = [i for i in _subgraph_inputs(node) if i in fwd]
             if not any(wanted) and not extra:
                 continue
@@ -124,7 +134,11 @@ class Sweep:
                 continue
             rule = self.rules.lookup(node.domain, node.op_type)
             if rule is None or extra:
-                where = self.path(next(o for o in outs if o in fwd)) if any(o in fwd for o in outs) else _label(node)
+                where = (
+                    self.path(next(o for o in outs if o in fwd))
+                    if any(o in fwd for o in outs)
+                    else _label(node)
+                )
                 raise UnsupportedOperatorError(
                     f"no gradient rule for operator {node.op_type!r}"
                     + (f" (domain {node.domain!r})" if node.domain else "")
@@ -132,7 +146,9 @@ class Sweep:
                     "Differentiate w.r.t. a tensor after it (wrt=...), or register a rule with "
                     "onnxlens.autodiff.default_rules().overlay({...})."
                 )
-            ctx = RuleContext(node, self.b, wanted, path=self.path(outs[0]) if outs[0] in fwd else _label(node))
+            ctx = RuleContext(
+                node, self.b, wanted, path=self.path(outs[0]) if outs[0] in fwd else _label(node)
+            )
             result = rule(ctx, grads)
             for i, g in enumerate(result):
                 if g is not None and i < len(wanted) and wanted[i]:
@@ -145,7 +161,9 @@ class Sweep:
         return {w: self.grad(w) for w in wrt}
 
 
-def seed_value_info(b: GraphBuilder, model: onnx.ModelProto, tensor: str, name: str) -> onnx.ValueInfoProto:
+def seed_value_info(
+    b: GraphBuilder, model: onnx.ModelProto, tensor: str, name: str
+) -> onnx.ValueInfoProto:
     """A graph input like `tensor` with a dynamic batch dim (dim 0) when the model input has one."""
     shape = b.static_shape(tensor)
     et = b.elem_type(tensor)
@@ -166,5 +184,3 @@ def _input_batch_static(model: onnx.ModelProto) -> bool:
         d = v.type.tensor_type.shape.dim
         return bool(d) and d[0].HasField("dim_value") and d[0].dim_value > 0
     return False
-
-

@@ -26,7 +26,7 @@ def relu(ctx: RuleContext, grads: G) -> G:
 def leaky_relu(ctx: RuleContext, grads: G) -> G:
     b, g = ctx.b, grads[0]
     alpha = float(ctx.attr("alpha", 0.01))
-    return [b.select(*[_gt0(ctx, ctx.x()), g, b.mul(g, b.scalar(alpha, ctx.x()))])]  # type: ignore[list-item]
+    return [b.select(_gt0(ctx, ctx.x()), g, b.mul(g, b.scalar(alpha, ctx.x())))]  # type: ignore[list-item]
 
 
 @register("PRelu")
@@ -34,7 +34,7 @@ def prelu(ctx: RuleContext, grads: G) -> G:
     b, g = ctx.b, grads[0]
     assert g is not None
     pos = _gt0(ctx, ctx.x())
-    gx = b.select(*[pos, g, b.mul(g, ctx.x(1))]) if ctx.wants(0) else None
+    gx = b.select(pos, g, b.mul(g, ctx.x(1))) if ctx.wants(0) else None
     gs = None
     if ctx.wants(1):
         gs = ctx.unbroadcast(b.where_zero(pos, b.mul(g, ctx.x()), otherwise_zero_first=True), 1)
@@ -57,7 +57,11 @@ def clip(ctx: RuleContext, grads: G) -> G:
     if ctx.opset < 11:
         lo, hi = ctx.attr("min"), ctx.attr("max")
         if lo is not None:
-            conds.append(b.op("GreaterOrEqual", [x, b.scalar(float(lo), x)]) if ctx.opset >= 12 else b.op("Not", [b.op("Less", [x, b.scalar(float(lo), x)])]))
+            conds.append(
+                b.op("GreaterOrEqual", [x, b.scalar(float(lo), x)])
+                if ctx.opset >= 12
+                else b.op("Not", [b.op("Less", [x, b.scalar(float(lo), x)])])
+            )
         if hi is not None:
             conds.append(b.op("Not", [b.op("Greater", [x, b.scalar(float(hi), x)])]))
     else:
@@ -91,7 +95,7 @@ def hard_swish(ctx: RuleContext, grads: G) -> G:
     b, x, g = ctx.b, ctx.x(), grads[0]
     assert g is not None
     mid = b.mul(g, b.op("Add", [b.mul(x, b.scalar(1.0 / 3.0, x)), b.scalar(0.5, x)]))
-    upper = b.select(*[b.op("Greater", [x, b.scalar(3.0, x)]), g, mid])
+    upper = b.select(b.op("Greater", [x, b.scalar(3.0, x)]), g, mid)
     return [b.where_zero(b.op("Less", [x, b.scalar(-3.0, x)]), upper, otherwise_zero_first=True)]
 
 
@@ -106,7 +110,7 @@ def elu(ctx: RuleContext, grads: G) -> G:
     b, g, y = ctx.b, grads[0], ctx.y()
     alpha = float(ctx.attr("alpha", 1.0))
     neg = b.mul(g, b.op("Add", [y, b.scalar(alpha, y)]))
-    return [b.select(*[_gt0(ctx, ctx.x()), g, neg])]  # type: ignore[list-item]
+    return [b.select(_gt0(ctx, ctx.x()), g, neg)]  # type: ignore[list-item]
 
 
 @register("Selu")
@@ -116,7 +120,7 @@ def selu(ctx: RuleContext, grads: G) -> G:
     gamma = float(ctx.attr("gamma", 1.05070102214813232421875))
     pos = b.mul(g, b.scalar(gamma, y))
     neg = b.mul(g, b.op("Add", [y, b.scalar(alpha * gamma, y)]))
-    return [b.select(*[_gt0(ctx, ctx.x()), pos, neg])]  # type: ignore[list-item]
+    return [b.select(_gt0(ctx, ctx.x()), pos, neg)]  # type: ignore[list-item]
 
 
 @register("Celu")
@@ -124,7 +128,7 @@ def celu(ctx: RuleContext, grads: G) -> G:
     b, g, y = ctx.b, grads[0], ctx.y()
     alpha = float(ctx.attr("alpha", 1.0))
     neg = b.mul(g, b.op("Add", [b.mul(y, b.scalar(1.0 / alpha, y)), b.scalar(1.0, y)]))
-    return [b.select(*[_gt0(ctx, ctx.x()), g, neg])]  # type: ignore[list-item]
+    return [b.select(_gt0(ctx, ctx.x()), g, neg)]  # type: ignore[list-item]
 
 
 @register("Softplus")
@@ -143,7 +147,10 @@ def softsign(ctx: RuleContext, grads: G) -> G:
 def mish(ctx: RuleContext, grads: G) -> G:
     b, x = ctx.b, ctx.x()
     t = b.op("Tanh", [b.op("Softplus", [x])])
-    d = b.op("Add", [t, b.mul(b.mul(x, b.op("Sigmoid", [x])), b.op("Sub", [b.scalar(1.0, x), b.mul(t, t)]))])
+    d = b.op(
+        "Add",
+        [t, b.mul(b.mul(x, b.op("Sigmoid", [x])), b.op("Sub", [b.scalar(1.0, x), b.mul(t, t)]))],
+    )
     return [b.mul(grads[0], d)]  # type: ignore[arg-type]
 
 
@@ -159,7 +166,10 @@ def gelu(ctx: RuleContext, grads: G) -> G:
         du = b.mul(b.op("Add", [s(1.0), b.mul(x2, s(3 * 0.044715))]), s(k))
         d = b.op(
             "Add",
-            [b.mul(b.op("Add", [s(1.0), t]), s(0.5)), b.mul(b.mul(b.mul(x, s(0.5)), b.op("Sub", [s(1.0), b.mul(t, t)])), du)],
+            [
+                b.mul(b.op("Add", [s(1.0), t]), s(0.5)),
+                b.mul(b.mul(b.mul(x, s(0.5)), b.op("Sub", [s(1.0), b.mul(t, t)])), du),
+            ],
         )
     else:
         cdf = b.mul(b.op("Add", [s(1.0), b.erf(b.mul(x, s(1.0 / math.sqrt(2.0))))]), s(0.5))

@@ -40,8 +40,14 @@ def _geometry(ctx: RuleContext, x: str, w: str, transposed: bool = False) -> dic
         elif auto == "VALID":
             pads = [0] * (2 * nd)
     return {
-        "nd": nd, "kernel": kernel, "strides": strides, "dil": dil, "eff": eff,
-        "in": in_sp, "pads": pads, "group": int(ctx.attr("group", 1)),
+        "nd": nd,
+        "kernel": kernel,
+        "strides": strides,
+        "dil": dil,
+        "eff": eff,
+        "in": in_sp,
+        "pads": pads,
+        "group": int(ctx.attr("group", 1)),
     }
 
 
@@ -72,7 +78,10 @@ def conv_data_grad(ctx: RuleContext, g: str, x: str, w: str, geo: dict) -> str:
                 group=geo["group"],
                 kernel_shape=geo["kernel"],
             )
-    out_sp = [(i + p0 + p1 - e) // s + 1 for i, p0, p1, e, s in zip(geo["in"], pb, pe, geo["eff"], geo["strides"], strict=True)]
+    out_sp = [
+        (i + p0 + p1 - e) // s + 1
+        for i, p0, p1, e, s in zip(geo["in"], pb, pe, geo["eff"], geo["strides"], strict=True)
+    ]
     pads_end, out_pad = [], []
     for i in range(nd):
         r = (out_sp[i] - 1) * geo["strides"][i] + geo["eff"][i] - pb[i] - geo["in"][i]
@@ -102,7 +111,9 @@ def conv(ctx: RuleContext, grads: G) -> G:
     assert g is not None
     x, w = ctx.x(0), ctx.x(1)
     if ctx.wants(1):
-        ctx.fail("gradients w.r.t. Conv weights are not implemented (the weight is computed from the input)")
+        ctx.fail(
+            "gradients w.r.t. Conv weights are not implemented (the weight is computed from the input)"
+        )
     gx = conv_data_grad(ctx, g, x, w, _geometry(ctx, x, w)) if ctx.wants(0) else None
     gb = _bias_grad(ctx, g) if ctx.wants(2) else None
     return [gx, None, gb][: len(ctx.inputs)]

@@ -29,7 +29,9 @@ def batch_norm(ctx: RuleContext, grads: G) -> G:
     return [b.mul(g, factor), None, None, None, None]
 
 
-def _normalize_backward(ctx: RuleContext, g: str, x: str, scale_b: str, axes: list[int], eps: float) -> tuple[str, str, str]:
+def _normalize_backward(
+    ctx: RuleContext, g: str, x: str, scale_b: str, axes: list[int], eps: float
+) -> tuple[str, str, str]:
     """dx for y = xhat * scale (xhat normalised over `axes`); returns (dx, xhat, g*scale)."""
     b = ctx.b
     mu = b.reduce_mean(x, axes)
@@ -71,7 +73,9 @@ def instance_norm(ctx: RuleContext, grads: G) -> G:
         ctx.fail("gradients w.r.t. the InstanceNormalization parameters are not implemented")
     rank = ctx.rank(x)
     scale = b.op("Reshape", [ctx.x(1), b.ints(_channel_shape(ctx, rank))])
-    dx, _, _ = _normalize_backward(ctx, g, x, scale, list(range(2, rank)), float(ctx.attr("epsilon", 1e-5)))
+    dx, _, _ = _normalize_backward(
+        ctx, g, x, scale, list(range(2, rank)), float(ctx.attr("epsilon", 1e-5))
+    )
     return [dx, None, None]
 
 
@@ -82,6 +86,10 @@ def lp_norm(ctx: RuleContext, grads: G) -> G:
     if int(ctx.attr("p", 2)) != 2:
         ctx.fail("only p=2 is supported")
     axis = int(ctx.attr("axis", -1))
-    norm = b.op("ReduceL2", [x], axes=[axis], keepdims=1) if ctx.opset < 18 else b.op("ReduceL2", [x, b.ints([axis])], keepdims=1)
+    norm = (
+        b.op("ReduceL2", [x], axes=[axis], keepdims=1)
+        if ctx.opset < 18
+        else b.op("ReduceL2", [x, b.ints([axis])], keepdims=1)
+    )
     dot = b.reduce_sum(b.mul(g, y), [axis])
     return [b.op("Div", [b.op("Sub", [g, b.mul(y, dot)]), norm])]

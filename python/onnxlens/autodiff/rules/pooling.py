@@ -38,7 +38,16 @@ def _pool_geometry(ctx: RuleContext) -> dict:
             pads[i], pads[i + nd] = (small, big) if auto == "SAME_UPPER" else (big, small)
     elif auto == "VALID":
         pads = [0] * (2 * nd)
-    return {"nd": nd, "kernel": kernel, "strides": strides, "dil": dil, "eff": eff, "in": in_sp, "out": out_sp, "pads": pads}
+    return {
+        "nd": nd,
+        "kernel": kernel,
+        "strides": strides,
+        "dil": dil,
+        "eff": eff,
+        "in": in_sp,
+        "out": out_sp,
+        "pads": pads,
+    }
 
 
 @register("MaxPool")
@@ -104,10 +113,12 @@ def average_pool(ctx: RuleContext, grads: G) -> G:
     nd = geo["nd"]
     div = _divisors(geo, bool(ctx.attr("count_include_pad", 0)))
     dt = b.np_dtype(x)
-    scaled = b.mul(g, b.const(np.where(div > 0, 1.0 / np.maximum(div, 1), 0.0).astype(dt), hint="inv_div"))
+    scaled = b.mul(
+        g, b.const(np.where(div > 0, 1.0 / np.maximum(div, 1), 0.0).astype(dt), hint="inv_div")
+    )
     # (N, C, *out) -> (N*C, 1, *out): a ones kernel with one channel, independent of C.
     flat = b.op("Reshape", [scaled, b.ints([-1, 1, *geo["out"]])])
-    pb, pe = geo["pads"][:nd], geo["pads"][nd:]
+    pb, _pe = geo["pads"][:nd], geo["pads"][nd:]
     pads_end, out_pad = [], []
     for i in range(nd):
         r = (geo["out"][i] - 1) * geo["strides"][i] + geo["eff"][i] - pb[i] - geo["in"][i]
@@ -134,7 +145,11 @@ def global_average_pool(ctx: RuleContext, grads: G) -> G:
     if s is not None and all(isinstance(d, int) and d > 0 for d in s[2:]):
         scaled = b.mul(g, b.scalar(1.0 / float(np.prod(s[2:])), x))
     else:
-        n = b.op("ReduceProd", [b.op("Slice", [b.shape(x), b.ints([2]), b.ints([2**62]), b.ints([0])])], keepdims=0)
+        n = b.op(
+            "ReduceProd",
+            [b.op("Slice", [b.shape(x), b.ints([2]), b.ints([2**62]), b.ints([0])])],
+            keepdims=0,
+        )
         scaled = b.op("Div", [g, b.op("Cast", [n], to=b.elem_type(x))])
     return [b.op("Expand", [scaled, b.shape(x)])]
 

@@ -20,7 +20,9 @@ from ..registry import RuleContext, register
 G = list[str | None]
 
 
-def _probe_matrix(ctx: RuleContext, rank: int, axis: int, n_in: int, n_out: int, scale: float | None) -> np.ndarray:
+def _probe_matrix(
+    ctx: RuleContext, rank: int, axis: int, n_in: int, n_out: int, scale: float | None
+) -> np.ndarray:
     """A (n_out x n_in) for one axis, computed by ORT with the node's attributes."""
     other = axis - 1 if axis == rank - 1 else axis + 1
     in_shape = [1] * rank
@@ -35,14 +37,19 @@ def _probe_matrix(ctx: RuleContext, rank: int, axis: int, n_in: int, n_out: int,
         scales = np.ones(rank, np.float32)
         scales[axis] = scale if scale is not None else n_out / n_in
         if op == "Upsample" and ctx.opset < 9:
-            attrs = [a for a in attrs if a.name != "scales"] + [helper.make_attribute("scales", scales.tolist())]
+            attrs = [a for a in attrs if a.name != "scales"] + [
+                helper.make_attribute("scales", scales.tolist())
+            ]
         else:
             inits.append(helper.make_tensor("scales", TensorProto.FLOAT, [rank], scales))
             inputs.append("scales")
     elif scale is not None:
         scales = np.ones(rank, np.float32)
         scales[axis] = scale
-        inits += [helper.make_tensor("roi", TensorProto.FLOAT, [0], []), helper.make_tensor("scales", TensorProto.FLOAT, [rank], scales)]
+        inits += [
+            helper.make_tensor("roi", TensorProto.FLOAT, [0], []),
+            helper.make_tensor("scales", TensorProto.FLOAT, [rank], scales),
+        ]
         inputs += ["roi", "scales"]
     else:
         inits += [
@@ -56,19 +63,41 @@ def _probe_matrix(ctx: RuleContext, rank: int, axis: int, n_in: int, n_out: int,
     graph = helper.make_graph(
         [node],
         "probe",
-        [helper.make_tensor_value_info("x", TensorProto.DOUBLE if ctx.b.elem_type(ctx.x()) == TensorProto.DOUBLE else TensorProto.FLOAT, in_shape)],
-        [helper.make_tensor_value_info("y", TensorProto.DOUBLE if ctx.b.elem_type(ctx.x()) == TensorProto.DOUBLE else TensorProto.FLOAT, [None] * rank)],
+        [
+            helper.make_tensor_value_info(
+                "x",
+                TensorProto.DOUBLE
+                if ctx.b.elem_type(ctx.x()) == TensorProto.DOUBLE
+                else TensorProto.FLOAT,
+                in_shape,
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                "y",
+                TensorProto.DOUBLE
+                if ctx.b.elem_type(ctx.x()) == TensorProto.DOUBLE
+                else TensorProto.FLOAT,
+                [None] * rank,
+            )
+        ],
         initializer=inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ctx.opset)], ir_version=min(ctx.b.model.ir_version or 10, 10))
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", ctx.opset)],
+        ir_version=min(ctx.b.model.ir_version or 10, 10),
+    )
     dt = np.float64 if ctx.b.elem_type(ctx.x()) == TensorProto.DOUBLE else np.float32
     eye = np.eye(n_in, dtype=dt)
     x = eye.reshape(in_shape) if axis < other else eye.T.reshape(in_shape)
     try:
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         y = sess.run(None, {"x": x})[0]
-    except Exception as exc:  # noqa: BLE001
-        ctx.fail(f"probing its interpolation with ONNX Runtime failed ({str(exc).splitlines()[0][:200]})")
+    except Exception as exc:
+        ctx.fail(
+            f"probing its interpolation with ONNX Runtime failed ({str(exc).splitlines()[0][:200]})"
+        )
     y2 = y.reshape([d for i, d in enumerate(out_shape) if i in (axis, other)])
     # rows: output positions along `axis`; columns: the identity index = input position
     return (y2 if axis < other else y2.T).astype(np.float64)
@@ -136,10 +165,14 @@ def resize(ctx: RuleContext, grads: G) -> G:
     for a, si, so, sc in sorted(resized, reverse=True):
         m = _probe_matrix(ctx, rank, a, si, so, sc)
         f = so // si if si and so % si == 0 else 0
-        block = f > 1 and mode == "nearest" and np.array_equal(m, np.kron(np.eye(si), np.ones((f, 1))))
+        block = (
+            f > 1 and mode == "nearest" and np.array_equal(m, np.kron(np.eye(si), np.ones((f, 1))))
+        )
         if block:
             # Each input element was repeated f times along `a`: sum the blocks.
-            if a == rank - 2:  # (..., so_h, w) -> (..., si_h, f, w) ; last axis keeps its current size
+            if (
+                a == rank - 2
+            ):  # (..., so_h, w) -> (..., si_h, f, w) ; last axis keeps its current size
                 shape = [0] * a + [si, f, -1]
             else:
                 shape = [0] * a + [si, f]
@@ -150,4 +183,3 @@ def resize(ctx: RuleContext, grads: G) -> G:
         else:
             out = b.op("MatMul", [b.const(m.T.astype(dt), hint="resize_AT"), out])
     return [out] + [None] * (len(ctx.inputs) - 1)
-

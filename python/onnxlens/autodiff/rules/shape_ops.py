@@ -51,7 +51,9 @@ def concat(ctx: RuleContext, grads: G) -> G:
         sizes = static  # type: ignore[assignment]
     else:
         if ctx.opset < 13:
-            ctx.fail("Concat inputs with unknown sizes along the axis need opset >= 13 (pass input_shape=)")
+            ctx.fail(
+                "Concat inputs with unknown sizes along the axis need opset >= 13 (pass input_shape=)"
+            )
         parts = [b.op("Gather", [b.shape(x), b.ints([axis])], axis=0) for x in ctx.inputs]
         sizes = b.op("Concat", parts, axis=0)
     if len(ctx.inputs) == 1:
@@ -64,7 +66,9 @@ def concat(ctx: RuleContext, grads: G) -> G:
 def split(ctx: RuleContext, grads: G) -> G:
     b = ctx.b
     axis = int(ctx.attr("axis", 0))
-    parts = [g if g is not None else b.zeros_like(y) for g, y in zip(grads, ctx.outputs, strict=True)]
+    parts = [
+        g if g is not None else b.zeros_like(y) for g, y in zip(grads, ctx.outputs, strict=True)
+    ]
     out = parts[0] if len(parts) == 1 else b.op("Concat", parts, axis=axis)
     return [out] + [None] * (len(ctx.inputs) - 1)
 
@@ -100,8 +104,12 @@ def replay_scatter(
         if i < len(inputs) and inputs[i]:
             inputs[i] = name
     out = b.names("replay")
-    node = helper.make_node(ctx.node.op_type, inputs, [out], name=b.names("replay_node"), domain=ctx.node.domain)
-    node.attribute.extend(a for a in ctx.node.attribute if not (zero_value_attr and a.name == "value"))
+    node = helper.make_node(
+        ctx.node.op_type, inputs, [out], name=b.names("replay_node"), domain=ctx.node.domain
+    )
+    node.attribute.extend(
+        a for a in ctx.node.attribute if not (zero_value_attr and a.name == "value")
+    )
     b.nodes.append(node)
     flat_idx = b.op("Reshape", [out, b.ints([-1])])
     flat_g = b.op("Reshape", [g, b.ints([-1])])
