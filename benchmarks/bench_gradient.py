@@ -4,7 +4,7 @@ pass, PyTorch autograd and onnx-ad's reverse graph, same weights, inputs and thr
     /work/venv/bin/python benchmarks/bench_gradient.py            # --threads 2 --batch 8 --size 224
 
 Timings: best of --repeat runs after one warm-up, all in this process. Peak memory: each variant
-in its own subprocess, ru_maxrss after the runs minus ru_maxrss once the model is loaded.
+in its own subprocess, peak RSS (VmHWM) after 3 runs minus the peak once the model is loaded.
 """
 
 from __future__ import annotations
@@ -141,6 +141,16 @@ def variants(name: str, path: Path, x: np.ndarray, c: np.ndarray, threads: int) 
     return out
 
 
+def _hwm_kb() -> int:
+    """Peak resident set (VmHWM) of this process image. Not ru_maxrss: that survives execve, so a
+    child spawned by a big parent would start at the parent's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def memory_child(name: str, path: str, variant: str, batch: int, size: int, threads: int) -> None:
     _threads(threads)
     rng = np.random.default_rng(0)
@@ -150,12 +160,12 @@ def memory_child(name: str, path: str, variant: str, batch: int, size: int, thre
     import gc
 
     gc.collect()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _hwm_kb()
     run = make()
-    after_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after_setup = _hwm_kb()
     for _ in range(3):
         run()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _hwm_kb()
     print(json.dumps({"setup_mb": (after_setup - base) / 1024, "peak_mb": (peak - base) / 1024}))
 
 
