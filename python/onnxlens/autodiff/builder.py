@@ -224,13 +224,16 @@ class GraphBuilder:
         return self.op("Slice", [x], starts=list(starts), ends=list(ends), axes=list(axes))
 
     def where_zero(self, cond: str, g: str, otherwise_zero_first: bool = False) -> str:
-        """Where(cond, g, 0) (or Where(cond, 0, g)): masks from primal values, no zero tensors."""
-        if self.opset < 9:  # no Where before opset 9: multiply by the mask
-            if otherwise_zero_first:
-                cond = self.op("Not", [cond])
-            return self.op("Mul", [g, self.op("Cast", [cond], to=self.elem_type(g))])
-        zero = self.scalar(0.0, g)
-        return self.op("Where", [cond, zero, g] if otherwise_zero_first else [cond, g, zero])
+        """`g` where `cond` (or where not `cond`), else 0: masks from primal values, no zero tensors.
+
+        Emitted as g * Cast(cond) rather than Where(cond, g, 0): ORT's CPU Where is about twice
+        as slow as Cast+Mul (8x96x112x112: 38.6 ms vs 22.5 ms for Greater+Where vs
+        Greater+Cast+Mul), and ReLU-family masks are the most frequent backward op. The only
+        difference is for non-finite gradients, which propagate instead of being masked.
+        """
+        if otherwise_zero_first:
+            cond = self.op("Not", [cond])
+        return self.op("Mul", [g, self.op("Cast", [cond], to=self.elem_type(g))])
 
     def select(self, cond: str, a: str, b: str) -> str:
         """Where(cond, a, b), also before opset 9."""
