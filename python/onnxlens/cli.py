@@ -160,7 +160,7 @@ def _plugins() -> list:
     import importlib
 
     mods = []
-    for name in ("onnxlens.autodiff.cli_gradient", "onnxlens.mining.cli"):
+    for name in ("onnxlens.autodiff.cli_gradient", "onnxlens.methods.cli_explain", "onnxlens.mining.cli"):
         try:
             mods.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:

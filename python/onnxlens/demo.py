@@ -186,7 +186,19 @@ def page_filters(ctx: DemoContext, report: Report) -> None:
     )
 
 
-PAGES: list[Callable[[DemoContext, Report], None]] = [page_predictions, page_summary, page_activations, page_filters]
+def _attribution_pages() -> list[Callable[[DemoContext, Report], None]]:
+    from .methods.demo_pages import page_guided_gradcam, page_method_comparison, page_top3_gradcam
+
+    return [page_top3_gradcam, page_guided_gradcam, page_method_comparison]
+
+
+PAGES: list[Callable[[DemoContext, Report], None]] = [
+    page_predictions,
+    *_attribution_pages(),
+    page_summary,
+    page_activations,
+    page_filters,
+]
 
 
 def run_demo(out_dir: str | Path = "onnxlens-demo", model_path: str | Path | None = None, device: str = "auto") -> Path:

@@ -103,6 +103,34 @@ def test_guided_and_deconvnet_relu_rules():
         np.testing.assert_array_equal(g, want)
 
 
+@pytest.mark.parametrize("opset", [9, 17])
+def test_guided_and_deconvnet_relu6_rules(opset):
+    """ReLU6 (Clip with min 0) belongs to the ReLU family: guided keeps the Clip mask and only
+    positive gradients, deconvnet is relu(gradient); a Clip with another lower bound keeps the
+    default rule under every set."""
+    # float32: ORT has no double Clip before opset 11
+    f32 = onnx.TensorProto.FLOAT
+    x = np.array([[-1.0, 2.0, 3.0, 7.0, 5.0]], np.float32)
+    c = np.array([[1.0, -1.0, 2.0, 5.0, -3.0]], np.float32)
+    lo, hi = np.float32(0.0), np.float32(6.0)
+    if opset < 11:
+        relu6 = op_model("Clip", {"x": ["N", 5]}, attrs={"min": 0.0, "max": 6.0}, opset=opset, dtype=f32)
+        other = op_model("Clip", {"x": ["N", 5]}, attrs={"min": -2.0, "max": 6.0}, opset=opset, dtype=f32)
+    else:
+        relu6 = op_model("Clip", {"x": ["N", 5]}, consts={"lo": lo, "hi": hi}, opset=opset, dtype=f32)
+        other = op_model("Clip", {"x": ["N", 5]}, consts={"lo": np.float32(-2.0), "hi": hi}, opset=opset, dtype=f32)
+    expected = {
+        "default": [[0, -1, 2, 0, -3]],
+        "guided": [[0, 0, 2, 0, 0]],
+        "deconvnet": [[1, 0, 2, 5, 0]],
+    }
+    for name, want in expected.items():
+        for m, w in ((relu6, want), (other, [[1, -1, 2, 0, -3]])):
+            vg = build_vjp(m, ["y0"], ["x"], rules=name)
+            (g,) = session(vg.proto).run([vg.grad_outputs["x"]], {"x": x, vg.seed_inputs["y0"]: c})
+            np.testing.assert_array_equal(g, w, err_msg=f"{name}, opset {opset}")
+
+
 def test_overlay_replaces_rule_per_op_type():
     """A later rule set (e.g. LRP) is a dict overlay on the default registry."""
 

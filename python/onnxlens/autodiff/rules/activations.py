@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..registry import Key, Rule, RuleContext, register
 
 G = list[str | None]
@@ -194,10 +196,34 @@ def deconvnet_relu(ctx: RuleContext, grads: G) -> G:
     return [ctx.b.op("Relu", [grads[0]])]  # type: ignore[list-item]
 
 
+def _is_relu6(ctx: RuleContext) -> bool:
+    """A Clip whose lower bound is a constant 0 (ReLU6 and friends): a member of the ReLU family."""
+    if ctx.opset < 11:
+        lo = ctx.attr("min")
+    else:
+        lo = ctx.b.constant_value(ctx.x(1)) if ctx.x(1) else None
+    return lo is not None and float(np.asarray(lo)) == 0.0
+
+
+def guided_clip(ctx: RuleContext, grads: G) -> G:
+    """Guided backprop through ReLU6: the usual Clip mask, and only positive gradients."""
+    if not _is_relu6(ctx):
+        return clip(ctx, grads)
+    return clip(ctx, [ctx.b.op("Relu", [grads[0]])])  # type: ignore[list-item]
+
+
+def deconvnet_clip(ctx: RuleContext, grads: G) -> G:
+    """Deconvnet through ReLU6: relu of the gradient, ignoring the forward input."""
+    if not _is_relu6(ctx):
+        return clip(ctx, grads)
+    return [ctx.b.op("Relu", [grads[0]])] + [None] * (len(ctx.inputs) - 1)  # type: ignore[list-item]
+
+
 def guided_overlay() -> dict[Key | str, Rule]:
-    # Only Relu, as captum's GuidedBackprop overrides nn.ReLU modules only.
-    return {"Relu": guided_relu}
+    # Relu as captum's GuidedBackprop (which overrides nn.ReLU modules); ReLU6 exports as
+    # Clip(0, 6), which MobileNets and EfficientNet-Lite use instead of Relu.
+    return {"Relu": guided_relu, "Clip": guided_clip}
 
 
 def deconvnet_overlay() -> dict[Key | str, Rule]:
-    return {"Relu": deconvnet_relu}
+    return {"Relu": deconvnet_relu, "Clip": deconvnet_clip}
