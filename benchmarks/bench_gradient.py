@@ -92,8 +92,10 @@ def variants(name: str, path: Path, x: np.ndarray, c: np.ndarray, threads: int) 
         return lambda: s.run(["logits"], {"input": x})
 
     def onnxlens():
+        from onnxlens.runtime import make_session
+
         vg = build_vjp(proto, ["logits"], ["input"])
-        s = _session(vg.proto, threads)
+        s = make_session(vg.proto, "cpu", threads)  # the session Model.gradient runs
         fetch = [vg.grad_outputs["input"]]
         feeds = {"input": x, vg.seed_inputs["logits"]: c}
         return lambda: s.run(fetch, feeds)[0]

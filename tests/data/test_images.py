@@ -109,7 +109,9 @@ def test_arrays_converted(arr, expected):
     assert (out == expected).all()
 
 
-@pytest.mark.parametrize("arr", [np.zeros((0, 4, 3), np.uint8), np.zeros((3, 8, 8), np.uint8), np.full((2, 2), np.nan)])
+@pytest.mark.parametrize(
+    "arr", [np.zeros((0, 4, 3), np.uint8), np.zeros((3, 8, 8), np.uint8), np.full((2, 2), np.nan)]
+)
 def test_bad_arrays(arr):
     with pytest.raises(ImageError):
         to_rgb8(arr)

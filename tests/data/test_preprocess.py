@@ -20,7 +20,10 @@ def test_imagenet_default_matches_numpy():
     spec = PreprocessSpec(size=(16, 20))
     x, fitted = spec([img])
     ref = cv2.resize(img, (20, 16), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    ref = ((ref - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)).transpose(2, 0, 1)
+    ref = (
+        (ref - np.array([0.485, 0.456, 0.406], np.float32))
+        / np.array([0.229, 0.224, 0.225], np.float32)
+    ).transpose(2, 0, 1)
     assert x.shape == (1, 3, 16, 20) and x.dtype == np.float32
     np.testing.assert_allclose(x[0], ref, rtol=1e-6, atol=1e-6)
     assert fitted.shape == (1, 16, 20, 3)
@@ -30,7 +33,9 @@ def test_bgr_nhwc_and_scale():
     img = np.zeros((4, 4, 3), np.uint8)
     img[..., 0] = 10  # R
     img[..., 2] = 30  # B
-    spec = PreprocessSpec(size=(4, 4), layout="NHWC", channel_order="BGR", scale=1.0, mean=(0, 0, 0), std=(1, 1, 1))
+    spec = PreprocessSpec(
+        size=(4, 4), layout="NHWC", channel_order="BGR", scale=1.0, mean=(0, 0, 0), std=(1, 1, 1)
+    )
     x, _ = spec([img])
     assert x.shape == (1, 4, 4, 3)
     np.testing.assert_array_equal(x[0, 0, 0], [30, 0, 10])
@@ -52,7 +57,9 @@ def test_sidecar_file_is_picked_up_and_announced(tmp_path):
     p.write_bytes(tiny_cnn().SerializeToString())
     model = onnxlens.Model(p, device="cpu")
     assert "assumed" in model.preprocess.describe()
-    (tmp_path / "m.preprocess.json").write_text(json.dumps({"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "channel_order": "RGB"}))
+    (tmp_path / "m.preprocess.json").write_text(
+        json.dumps({"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "channel_order": "RGB"})
+    )
     model = onnxlens.Model(p, device="cpu")
     assert model.preprocess.mean == (0.5, 0.5, 0.5)
     assert "mean/std" not in model.preprocess.describe() and "scale" in model.preprocess.describe()

@@ -10,7 +10,18 @@ import numpy as np
 
 from ..errors import ImageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jp2")
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".ppm",
+    ".pgm",
+    ".jp2",
+)
 # Decoding a gigapixel scan would take gigabytes; bigger images are decoded at reduced size
 # (OpenCV's IMREAD_REDUCED_* flags), which loses nothing at the model's input resolution.
 MAX_PIXELS = 64_000_000
@@ -75,7 +86,11 @@ def load_image(src: ImageLike) -> np.ndarray:
     img = cv2.imdecode(data, flags)
     if img is None:
         # Headers that promise more pixels than OpenCV allows decode at a reduced size instead.
-        for reduced in (cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_COLOR_8):
+        for reduced in (
+            cv2.IMREAD_REDUCED_COLOR_2,
+            cv2.IMREAD_REDUCED_COLOR_4,
+            cv2.IMREAD_REDUCED_COLOR_8,
+        ):
             img = cv2.imdecode(data, reduced)
             if img is not None:
                 break

@@ -24,7 +24,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("stretch", "crop", "pad")
 SIDECAR_SUFFIX = ".preprocess.json"
 # Which announced assumption an explicit setting settles.
-_ASSUMPTION_OF = {"channel_order": "channel order", "mean": "mean/std", "std": "mean/std", "size": "size"}
+_ASSUMPTION_OF = {
+    "channel_order": "channel order",
+    "mean": "mean/std",
+    "std": "mean/std",
+    "size": "size",
+}
 
 
 @dataclass(frozen=True)
@@ -50,11 +55,15 @@ class PreprocessSpec:
         if self.layout not in ("NCHW", "NHWC"):
             raise ConfigurationError(f"layout must be NCHW or NHWC, got {self.layout!r}.")
         if self.channel_order not in ("RGB", "BGR"):
-            raise ConfigurationError(f"channel order must be RGB or BGR, got {self.channel_order!r}.")
+            raise ConfigurationError(
+                f"channel order must be RGB or BGR, got {self.channel_order!r}."
+            )
         if self.resize not in RESIZE_MODES:
             raise ConfigurationError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}.")
         if self.channels not in (1, 3):
-            raise ConfigurationError(f"image models take 1 or 3 channels; this one takes {self.channels}.")
+            raise ConfigurationError(
+                f"image models take 1 or 3 channels; this one takes {self.channels}."
+            )
         if len(self.size) != 2 or min(self.size) < 1:
             raise ConfigurationError(f"size must be (H, W) with positive ints, got {self.size!r}.")
         for name in ("mean", "std"):
@@ -79,11 +88,15 @@ class PreprocessSpec:
         return replace(self, assumed=assumed, **clean)  # type: ignore[arg-type]
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, base: PreprocessSpec | None = None) -> PreprocessSpec:
+    def from_file(
+        cls, path: str | os.PathLike, base: PreprocessSpec | None = None
+    ) -> PreprocessSpec:
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigurationError(f"cannot read preprocessing file {str(path)!r}: {exc}") from exc
+            raise ConfigurationError(
+                f"cannot read preprocessing file {str(path)!r}: {exc}"
+            ) from exc
         known = {f for f in cls.__dataclass_fields__ if f not in ("source", "assumed")}
         unknown = set(data) - known
         if unknown:
@@ -151,7 +164,9 @@ class PreprocessSpec:
 
     def __call__(self, images: Sequence[ImageLike] | ImageLike) -> tuple[np.ndarray, np.ndarray]:
         """(input tensor, fitted uint8 RGB images (N, H, W, 3)) for paths or arrays."""
-        items: Sequence[ImageLike] = [images] if isinstance(images, str | os.PathLike | np.ndarray) else images
+        items: Sequence[ImageLike] = (
+            [images] if isinstance(images, str | os.PathLike | np.ndarray) else images
+        )
         fitted = np.stack([self.fit(load_image(im)) for im in items])
         return self.to_tensor(fitted), fitted
 

@@ -21,7 +21,14 @@ log = logging.getLogger("onnxlens")
 
 # Constants bigger than this stay computed at run time (folding would bloat the model).
 MAX_FOLDED_ELEMENTS = 1 << 16
-_NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+_NEVER_FOLD = {
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+}
 
 
 def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -34,7 +41,9 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
         if not any(o in live for o in n.output)
         and n.domain in ("", "ai.onnx")
         and n.op_type not in _NEVER_FOLD
-        and not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute)
+        and not any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute
+        )
     ]
     if not const_nodes:
         return model
@@ -43,7 +52,8 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     needed = [
         t
         for t in dict.fromkeys(
-            [i for n in g.node if n not in const_nodes for i in n.input] + [o.name for o in g.output]
+            [i for n in g.node if n not in const_nodes for i in n.input]
+            + [o.name for o in g.output]
         )
         if t in produced
     ]
@@ -68,7 +78,11 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
         log.debug("constant folding skipped: %s", exc)
         return model
     if any(np.asarray(v).size > MAX_FOLDED_ELEMENTS for v in values):
-        keep = {t for t, v in zip(needed, values, strict=True) if np.asarray(v).size > MAX_FOLDED_ELEMENTS}
+        keep = {
+            t
+            for t, v in zip(needed, values, strict=True)
+            if np.asarray(v).size > MAX_FOLDED_ELEMENTS
+        }
         pairs = [(t, v) for t, v in zip(needed, values, strict=True) if t not in keep]
         if keep:
             return model  # mixed cases are rare; keep the exporter's graph as it is

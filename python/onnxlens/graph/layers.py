@@ -99,7 +99,12 @@ def list_layers(model: onnx.ModelProto) -> list[Layer]:
     g = model.graph
     # Parameters are float tensors of rank >= 1; scalars (Clip bounds, eps) and integer tensors
     # (pads, shapes, indices) are configuration, not weights.
-    float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+    float_types = {
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.DOUBLE,
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.BFLOAT16,
+    }
     inits = {
         t.name: int(np.prod(t.dims, dtype=np.int64))
         for t in g.initializer

@@ -53,7 +53,9 @@ def load_model(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
             raise ModelLoadError(f"{str(path)!r} is a folder; pass the .onnx file inside it.")
         data = path.read_bytes()
         if not data:
-            raise ModelLoadError(f"model file {str(path)!r} is empty (0 bytes); re-export or re-download it.")
+            raise ModelLoadError(
+                f"model file {str(path)!r} is empty (0 bytes); re-export or re-download it."
+            )
         model = _parse(data, repr(str(path)))
         base_dir = path.parent
         _check_external_data(model, base_dir)
@@ -66,7 +68,8 @@ def load_model(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
             f"cannot load a model from {type(source).__name__}; pass a path, bytes or an onnx.ModelProto."
         )
     if base_dir is None and any(
-        external_data_helper.uses_external_data(t) for t in external_data_helper._get_all_tensors(model)
+        external_data_helper.uses_external_data(t)
+        for t in external_data_helper._get_all_tensors(model)
     ):
         raise ModelLoadError(
             "this model keeps its weights in external data files, which bytes or a ModelProto cannot "
@@ -107,6 +110,8 @@ def _validate(model: onnx.ModelProto) -> None:
 
 def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
-        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+        return onnx.shape_inference.infer_shapes(
+            model, check_type=False, strict_mode=False, data_prop=True
+        )
     except Exception:  # shape inference is best-effort; a model ORT can run is still useful
         return model

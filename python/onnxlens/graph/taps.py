@@ -25,7 +25,9 @@ def add_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto
         if vi is not None and vi.type.tensor_type.elem_type:
             # Element type only: ORT checks outputs against declared shapes, and shape inference
             # can pin a batch size that a dynamic-batch run does not have.
-            g.output.append(onnx.helper.make_tensor_value_info(name, vi.type.tensor_type.elem_type, None))
+            g.output.append(
+                onnx.helper.make_tensor_value_info(name, vi.type.tensor_type.elem_type, None)
+            )
         else:
             g.output.append(onnx.helper.make_empty_tensor_value_info(name))
     return out

@@ -13,7 +13,21 @@ from ..model import Model
 from ..render import channel_stats
 
 # Ops whose outputs are what a unit "fires": preferred over the linear Conv output before them.
-_ACTIVATION_OPS = {"Relu", "Clip", "HardSwish", "Sigmoid", "HardSigmoid", "LeakyRelu", "PRelu", "Elu", "Selu", "Gelu", "Mul", "Tanh", "Softplus"}
+_ACTIVATION_OPS = {
+    "Relu",
+    "Clip",
+    "HardSwish",
+    "Sigmoid",
+    "HardSigmoid",
+    "LeakyRelu",
+    "PRelu",
+    "Elu",
+    "Selu",
+    "Gelu",
+    "Mul",
+    "Tanh",
+    "Softplus",
+}
 
 
 def spatial_layers(model: Model) -> list[Layer]:
@@ -21,8 +35,10 @@ def spatial_layers(model: Model) -> list[Layer]:
     out = [la for la in model.layers if la.spatial]
     if model.layout == "NHWC":  # NHWC models: feature maps are (N, H, W, C)
         out = [
-            la for la in model.layers
-            if la.shape is not None and len(la.shape) == 4
+            la
+            for la in model.layers
+            if la.shape is not None
+            and len(la.shape) == 4
             and all(isinstance(d, int) and d > 1 for d in la.shape[1:3])
         ]
     return out
@@ -32,9 +48,11 @@ def default_layers(model: Model, n: int = 4) -> list[str]:
     """`n` layers spread over the depth of the network (activation outputs where the model has
     them), from early edges to late object parts."""
     cands = spatial_layers(model)
-    acts = [la for la in cands if la.op in _ACTIVATION_OPS and la.op != "Mul"] or [
-        la for la in cands if la.op == "Conv"
-    ] or cands
+    acts = (
+        [la for la in cands if la.op in _ACTIVATION_OPS and la.op != "Mul"]
+        or [la for la in cands if la.op == "Conv"]
+        or cands
+    )
     if not acts:
         return []
     if len(acts) <= n:
@@ -53,7 +71,14 @@ class LayerStats:
     max: float
 
     def row(self) -> list[object]:
-        return [self.layer, "x".join(map(str, self.shape[1:])), f"{self.sparsity:.1%}", self.blank_channels, f"{self.mean:.3g}", f"{self.max:.3g}"]
+        return [
+            self.layer,
+            "x".join(map(str, self.shape[1:])),
+            f"{self.sparsity:.1%}",
+            self.blank_channels,
+            f"{self.mean:.3g}",
+            f"{self.max:.3g}",
+        ]
 
 
 def to_nchw(a: np.ndarray, layout: str) -> np.ndarray:

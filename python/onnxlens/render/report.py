@@ -14,7 +14,7 @@ header p{margin:4px 0 0;color:#cbd5e1;font-size:14px}
 nav{padding:8px 32px;background:#e5e7eb;font-size:14px}nav a{margin-right:16px;color:#1d4ed8}
 main{padding:16px 32px;max-width:1400px}section{margin-bottom:36px}
 h2{border-bottom:2px solid #d1d5db;padding-bottom:4px}h3{margin:18px 0 6px}
-figure{display:inline-block;margin:6px 12px 12px 0;vertical-align:top}
+figure{display:inline-block;margin:6px 12px 12px 0;vertical-align:top;max-width:100%}
 figure img{max-width:100%;image-rendering:pixelated;border:1px solid #d1d5db;background:#fff}
 figcaption{font-size:13px;color:#374151;max-width:480px}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #d1d5db;padding:3px 8px}

@@ -47,7 +47,9 @@ def cuda_status() -> tuple[bool, str]:
     ort.set_default_logger_severity(4)  # silence the pages of provider-load errors
     try:
         sess = ort.InferenceSession(
-            probe.SerializeToString(), opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
+            probe.SerializeToString(),
+            opts,
+            providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
         )
         ok = "CUDAExecutionProvider" in sess.get_providers()
     except Exception as exc:  # any failure means "not usable", the reason is reported

@@ -37,7 +37,9 @@ def make_session(
     data = model if isinstance(model, bytes) else model.SerializeToString()
     providers = resolve_providers(device)
     try:
-        return ort.InferenceSession(data, opts, providers=providers, disabled_optimizers=list(NUMERICS_CHANGING_FUSIONS))
+        return ort.InferenceSession(
+            data, opts, providers=providers, disabled_optimizers=list(NUMERICS_CHANGING_FUSIONS)
+        )
     except Exception as exc:  # ORT raises its own classes; turn them into a message with a fix
         msg = str(exc)
         if "NOT_IMPLEMENTED" in msg or "Could not find an implementation" in msg:
