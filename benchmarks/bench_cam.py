@@ -50,9 +50,7 @@ def main() -> None:
     from zoo import ZOO, export, randomize
 
     pgc = nets.import_pytorch_grad_cam()
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    rng = np.random.default_rng(0)
     x = nets.images(args.batch, (224, 224), seed=0)
     tmp = Path(tempfile.mkdtemp())
     for name in args.models:
@@ -116,7 +114,6 @@ def main() -> None:
         print(
             f"  Score-CAM ({args.score_batch} image(s)): onnxlens {ours_s:.2f} s, pytorch-grad-cam {ref_s:.2f} s -> {ref_s / ours_s:.1f}x"
         )
-        del rng, ClassifierOutputTarget
 
 
 if __name__ == "__main__":

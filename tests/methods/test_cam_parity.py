@@ -90,3 +90,46 @@ def test_multi_layer_average_matches_pytorch_grad_cam(resnet18) -> None:
     assert set(exp.raw) == set(layers)
     assert exp.raw[layers[0]].shape == (2, 7, 7) and exp.raw[layers[1]].shape == (2, 4, 4)
     same_maps(exp.heatmap, ref, "multi-layer")
+
+
+@pytest.fixture(scope="module")
+def vit(tmp_path_factory):
+    """A 4-block ViT-B/16-style transformer (tests/zoo.py) at 64x64: a 4x4 token grid + class token."""
+    from zoo import ViTB16
+
+    torch.manual_seed(0)
+    net = ViTB16(image_size=64, num_classes=10, depth=4).eval()
+    path = nets.export(net, tmp_path_factory.mktemp("vit") / "vit.onnx", (64, 64))
+    return net, onnxlens.Model(path, threads=2), nets.images(2, (64, 64), seed=3)
+
+
+def vit_reshape(t: torch.Tensor) -> torch.Tensor:
+    """pytorch-grad-cam's documented ViT reshape_transform: drop the class token, tokens -> grid."""
+    grid = t[:, 1:, :].reshape(t.size(0), 4, 4, t.size(2))
+    return grid.permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize(("ours", "ref"), [("GradCAM", "GradCAM"), ("LayerCAM", "LayerCAM")])
+def test_vit_token_maps_match_pytorch_grad_cam(vit, ours: str, ref: str) -> None:
+    """(N, tokens, C) maps: the grid is inferred from the token count (16 + class token)."""
+    net, model, x = vit
+    # The first LayerNorm of the last block, the layer pytorch-grad-cam's ViT tutorial uses.
+    layer = next(
+        la.name
+        for la in reversed(model.layers)
+        if la.op in ("LayerNormalization", "Add") and "blocks.3/ln1" in la.name
+    )
+    exp = getattr(onnxlens, ours)(model, layer=layer, progress=False).attribute(x, target=[1, 4])
+    assert exp.heatmap.shape == (2, 64, 64)
+    raw = exp.raw if not isinstance(exp.raw, dict) else exp.raw[layer]
+    assert raw.shape == (2, 4, 4)
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    with getattr(pgc, ref)(
+        model=net, target_layers=[net.blocks[-1].ln1], reshape_transform=vit_reshape
+    ) as cam:
+        ref_maps = cam(
+            input_tensor=torch.from_numpy(x),
+            targets=[ClassifierOutputTarget(1), ClassifierOutputTarget(4)],
+        )
+    same_maps(exp.heatmap, ref_maps, f"ViT {ours}")
