@@ -252,6 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         h.setFormatter(logging.Formatter("%(message)s"))
         logging.getLogger("onnxlens").addHandler(h)
         logging.getLogger("onnxlens").propagate = False
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: onnxlens' own errors become one line and exit code 2, no traceback."""
     try:
         return int(args.func(args) or 0)
     except OnnxLensError as exc:

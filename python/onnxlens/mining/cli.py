@@ -227,20 +227,12 @@ def run_embed(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m onnxlens.mining.cli {mine,embed} ...` (same options as the main CLI)."""
-    from ..errors import OnnxLensError
+    from ..cli import run_command
 
     parser = argparse.ArgumentParser(prog="onnxlens")
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except OnnxLensError as exc:
-        print(f"onnxlens: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("onnxlens: interrupted", file=sys.stderr)
-        return 130
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
