@@ -15,6 +15,27 @@ from ..registry import RuleContext, register
 G = list[str | None]
 
 
+def resolve_pads(
+    ctx: RuleContext, in_sp: list[int], strides: list[int], eff: list[int]
+) -> list[int]:
+    """Explicit (begin..., end...) pads of a Conv or pool, resolving auto_pad as the ONNX spec
+    does: SAME_* pads so that out = ceil(in / stride), the odd pixel at the end (UPPER) or the
+    beginning (LOWER); VALID pads nothing."""
+    nd = len(in_sp)
+    auto = ctx.attr("auto_pad", "NOTSET")
+    if auto == "VALID":
+        return [0] * (2 * nd)
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        return list(ctx.attr("pads") or [0] * (2 * nd))
+    pads = [0] * (2 * nd)
+    for i in range(nd):
+        out = -(-in_sp[i] // strides[i])
+        total = max(0, (out - 1) * strides[i] + eff[i] - in_sp[i])
+        small, big = total // 2, total - total // 2
+        pads[i], pads[i + nd] = (small, big) if auto == "SAME_UPPER" else (big, small)
+    return pads
+
+
 def _geometry(ctx: RuleContext, x: str, w: str, transposed: bool = False) -> dict:
     wshape = ctx.b.static_shape(w)
     if wshape is None:
@@ -27,18 +48,10 @@ def _geometry(ctx: RuleContext, x: str, w: str, transposed: bool = False) -> dic
     dil = list(ctx.attr("dilations") or [1] * nd)
     eff = [(k - 1) * d + 1 for k, d in zip(kernel, dil, strict=True)]
     in_sp = ctx.static_dims(x, list(range(2, 2 + nd)))
-    auto = ctx.attr("auto_pad", "NOTSET")
-    pads = list(ctx.attr("pads") or [0] * (2 * nd))
-    if not transposed:
-        if auto in ("SAME_UPPER", "SAME_LOWER"):
-            pads = [0] * (2 * nd)
-            for i in range(nd):
-                out = -(-in_sp[i] // strides[i])
-                total = max(0, (out - 1) * strides[i] + eff[i] - in_sp[i])
-                small, big = total // 2, total - total // 2
-                pads[i], pads[i + nd] = (small, big) if auto == "SAME_UPPER" else (big, small)
-        elif auto == "VALID":
-            pads = [0] * (2 * nd)
+    if transposed:
+        pads = list(ctx.attr("pads") or [0] * (2 * nd))
+    else:
+        pads = resolve_pads(ctx, in_sp, strides, eff)
     return {
         "nd": nd,
         "kernel": kernel,

@@ -16,6 +16,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ..registry import RuleContext, register
+from .conv import resolve_pads
 
 G = list[str | None]
 
@@ -29,15 +30,7 @@ def _pool_geometry(ctx: RuleContext) -> dict:
     eff = [(k - 1) * d + 1 for k, d in zip(kernel, dil, strict=True)]
     in_sp = ctx.static_dims(x, list(range(2, 2 + nd)))
     out_sp = ctx.static_dims(ctx.y(), list(range(2, 2 + nd)))
-    pads = list(ctx.attr("pads") or [0] * (2 * nd))
-    auto = ctx.attr("auto_pad", "NOTSET")
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        for i in range(nd):
-            total = max(0, (out_sp[i] - 1) * strides[i] + eff[i] - in_sp[i])
-            small, big = total // 2, total - total // 2
-            pads[i], pads[i + nd] = (small, big) if auto == "SAME_UPPER" else (big, small)
-    elif auto == "VALID":
-        pads = [0] * (2 * nd)
+    pads = resolve_pads(ctx, in_sp, strides, eff)
     return {
         "nd": nd,
         "kernel": kernel,
