@@ -2,7 +2,7 @@
 the same torch weights (tests/zoo.py ResNet-50 and MobileNetV3-Large), same inputs, same thread
 count, one process; plus the bare ONNX Runtime forward pass as the floor.
 
-    /work/venv/bin/python benchmarks/bench_cam.py [--threads 2] [--batch 16] [--repeats 3]
+    python benchmarks/bench_cam.py [--threads 2] [--batch 16] [--repeats 3]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Input gradients of ResNet-50 and MobileNetV3-Large: onnxlens VJP graph vs the ORT forward
 pass, PyTorch autograd and onnx-ad's reverse graph, same weights, inputs and thread count.
 
-    /work/venv/bin/python benchmarks/bench_gradient.py            # --threads 2 --batch 8 --size 224
+    python benchmarks/bench_gradient.py            # --threads 2 --batch 8 --size 224
 
 Timings: best of --repeat runs after one warm-up, all in this process. Peak memory: each variant
 in its own subprocess, peak RSS (VmHWM) after 3 runs minus the peak once the model is loaded.

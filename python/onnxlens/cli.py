@@ -13,7 +13,7 @@ from . import __version__
 from .errors import OnnxLensError
 
 
-def _add_model(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="path to the .onnx file")
     p.add_argument(
         "--device",
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "inspect", help="layer table (name, op, output shape, params), like model.summary()"
     )
-    _add_model(p)
+    add_model_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--width", type=int, default=48, help="max width of the layer-name column")
     p.set_defaults(func=cmd_inspect)
@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "activations", help="channel grids and sparsity of intermediate layers for images"
     )
-    _add_model(p)
+    add_model_args(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument(
         "--layers", nargs="+", help="tensor or node names (default: 4 layers spread over the depth)"
@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_activations)
 
     p = sub.add_parser("filters", help="convolution filter weights as image tiles")
-    _add_model(p)
+    add_model_args(p)
     p.add_argument("--layer", help="a Conv layer (default: the first)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_filters)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import photo_crops, write_folder
+from mining_data import photo_crops, write_folder
 from onnxlens.errors import ConfigurationError, ImageError
 from onnxlens.mining.dataset import open_dataset
 

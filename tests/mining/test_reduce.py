@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import conv_model
+from mining_data import conv_model
 from onnxlens.graph.reduce import add_channel_reductions, split_argmax
 from onnxlens.graph.taps import add_outputs
 

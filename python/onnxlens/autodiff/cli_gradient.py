@@ -16,14 +16,14 @@ from ..errors import ConfigurationError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from ..cli import _add_model, add_preprocess_args
+    from ..cli import add_model_args, add_preprocess_args
 
     p = subparsers.add_parser(
         "gradient",
         help="input (or layer) gradients of a class score: saliency, guided backprop, deconvnet",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    _add_model(p)
+    add_model_args(p)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument(
         "--target",

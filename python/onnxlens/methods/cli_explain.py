@@ -13,13 +13,13 @@ log = logging.getLogger("onnxlens")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ..cli import _add_model, add_preprocess_args
+    from ..cli import add_model_args, add_preprocess_args
     from .registry import METHODS
 
     p = subparsers.add_parser(
         "explain", help="attribution heat maps (Grad-CAM, IG, occlusion, ...) for images"
     )
-    _add_model(p)
+    add_model_args(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument(
         "--method",

@@ -15,23 +15,14 @@ from typing import Any
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="path to the .onnx file")
+    from ..cli import add_model_args, add_preprocess_args
+
+    add_model_args(p)  # MODEL, --device, --threads
     p.add_argument(
         "data",
         help="a folder of images (recursive), a .txt/.csv list of paths, or a .parquet of encoded images",
     )
-    p.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda"],
-        help="default: auto (CUDA only if it loads)",
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="ONNX Runtime intra-op threads (default: all cores)",
-    )
+    add_preprocess_args(p)
     p.add_argument(
         "--batch-size",
         type=int,
@@ -40,11 +31,6 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    try:
-        from ..cli import add_preprocess_args
-    except ImportError:  # pragma: no cover - the main CLI always has it
-        return
-    add_preprocess_args(p)
 
 
 def _load_model(args: argparse.Namespace) -> Any:
