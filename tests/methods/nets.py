@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="the parity nets need torch (onnxlens[test])")
 nn = torch.nn
 
 IR_VERSION = 10

@@ -44,8 +44,10 @@ def test_list_files_relative_to_the_list(tmp_path: Path) -> None:
 
 
 def test_parquet_plain_and_huggingface_struct(tmp_path: Path) -> None:
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow", reason="parquet datasets need pyarrow (onnxlens[parquet])")
+    pq = pytest.importorskip(
+        "pyarrow.parquet", reason="parquet datasets need pyarrow (onnxlens[parquet])"
+    )
     imgs = photo_crops(5, seed=6)
     blobs = [cv2.imencode(".png", im[:, :, ::-1])[1].tobytes() for im in imgs]
     blobs[2] = b"garbage"

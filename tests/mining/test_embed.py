@@ -12,7 +12,7 @@ from onnxlens.errors import ConfigurationError
 from onnxlens.mining import embed, open_dataset
 from onnxlens.mining.embed import TAB10, label_colors
 
-pytest.importorskip("sklearn")
+pytest.importorskip("sklearn", reason="t-SNE maps need scikit-learn (onnxlens[embed])")
 
 
 def test_embed_vectors_labels_and_files(

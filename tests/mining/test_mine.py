@@ -272,8 +272,10 @@ def test_changed_model_or_config_refuses_to_resume(
 
 
 def test_parquet_and_list_give_the_folder_result(tiny_model_path: Path, tmp_path: Path) -> None:
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow", reason="parquet datasets need pyarrow (onnxlens[parquet])")
+    pq = pytest.importorskip(
+        "pyarrow.parquet", reason="parquet datasets need pyarrow (onnxlens[parquet])"
+    )
     names = write_folder(tmp_path / "d", photo_crops(12, seed=8))
     (tmp_path / "d" / "list.txt").write_text("\n".join(names))
     pq.write_table(

@@ -10,7 +10,7 @@ import pytest
 from mining_data import photo_crops, write_folder
 from onnxlens.mining import mine
 
-pytest.importorskip("ray.data")
+pytest.importorskip("ray.data", reason="the Ray engine needs ray[data] (onnxlens[ray])")
 
 
 def test_ray_equals_local(tiny_model_path: Path, tmp_path: Path) -> None:
