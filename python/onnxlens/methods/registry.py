@@ -2,47 +2,27 @@
 
 from __future__ import annotations
 
+from . import cam, gradients, perturbation
 from .base import Method
-from .cam import (
-    CAM,
-    AblationCAM,
-    EigenCAM,
-    GradCAM,
-    GradCAMPlusPlus,
-    HiResCAM,
-    LayerCAM,
-    ScoreCAM,
-    XGradCAM,
-)
-from .gradients import (
-    Deconvolution,
-    GuidedBackprop,
-    GuidedGradCAM,
-    InputXGradient,
-    IntegratedGradients,
-    Saliency,
-    SmoothGrad,
-)
-from .perturbation import Occlusion
 
 METHODS: dict[str, type[Method]] = {
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "xgradcam": XGradCAM,
-    "hirescam": HiResCAM,
-    "layercam": LayerCAM,
-    "eigencam": EigenCAM,
-    "scorecam": ScoreCAM,
-    "ablationcam": AblationCAM,
-    "cam": CAM,
-    "saliency": Saliency,
-    "smoothgrad": SmoothGrad,
-    "ixg": InputXGradient,
-    "ig": IntegratedGradients,
-    "guided": GuidedBackprop,
-    "deconvnet": Deconvolution,
-    "guidedgradcam": GuidedGradCAM,
-    "occlusion": Occlusion,
+    "gradcam": cam.GradCAM,
+    "gradcam++": cam.GradCAMPlusPlus,
+    "xgradcam": cam.XGradCAM,
+    "hirescam": cam.HiResCAM,
+    "layercam": cam.LayerCAM,
+    "eigencam": cam.EigenCAM,
+    "scorecam": cam.ScoreCAM,
+    "ablationcam": cam.AblationCAM,
+    "cam": cam.CAM,
+    "saliency": gradients.Saliency,
+    "smoothgrad": gradients.SmoothGrad,
+    "ixg": gradients.InputXGradient,
+    "ig": gradients.IntegratedGradients,
+    "guided": gradients.GuidedBackprop,
+    "deconvnet": gradients.Deconvolution,
+    "guidedgradcam": gradients.GuidedGradCAM,
+    "occlusion": perturbation.Occlusion,
 }
 
 
