@@ -32,6 +32,13 @@ CONV_CASES = [
     (4, 6, 9, 9, (1, 1), {}),
     (4, 6, 9, 9, (1, 1), {"strides": [2, 2]}),
     (4, 6, 8, 8, (2, 2), {"pads": [3, 3, 3, 3]}),  # pads larger than kernel: ConvTranspose path
+    # strided convs of real networks
+    (8, 8, 12, 12, (5, 5), {"group": 8, "strides": [2, 2], "pads": [2, 2, 2, 2]}),
+    (3, 8, 14, 14, (7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}),
+    (4, 8, 12, 12, (1, 1), {"strides": [2, 2]}),
+    (4, 6, 11, 13, (3, 3), {"strides": [3, 3], "pads": [1, 0, 2, 1]}),
+    (4, 6, 7, 8, (2, 2), {"strides": [3, 3]}),  # kernel < stride: empty phases
+    (4, 6, 10, 10, (4, 4), {"strides": [2, 2], "pads": [5, 5, 5, 5]}),  # pads wider than kernel
 ]
 
 

@@ -235,6 +235,63 @@ class GraphBuilder:
             cond = self.op("Not", [cond])
         return self.op("Mul", [g, self.op("Cast", [cond], to=self.elem_type(g))])
 
+    def step(self, t: str, threshold: float, above: bool, inclusive: bool = False) -> str:
+        """A 0/1 mask of `t` against a constant, in `t`'s element type: [t > a] (above) or
+        [t < a]; with `inclusive`, [t >= a] or [t <= a].
+
+        For float32 it is one HardSigmoid, clip(alpha * t + beta, 0, 1), with alpha a power of
+        two large enough that one ulp past the threshold already reaches 1: alpha * t is exact
+        and alpha * t + beta is exact near the threshold (Sterbenz), so the mask is exact for
+        every normal float (a subnormal t against 0 gives a fraction; inf and nan map as a
+        comparison would). HardSigmoid and the Mul that applies it stay in ORT's blocked NCHWc
+        layout, where Greater/Cast would force the saved activation out of it and the gradient
+        back in: on ResNet-50 those reorders were 11% of the backward pass. The inclusive forms
+        compare against the neighbouring float (t >= a iff t > nextafter(a, -inf)).
+        Other types, and thresholds below 2**-100 in magnitude, use Cast(Greater/Less...)."""
+        et = self.elem_type(t)
+        a = float(threshold)
+        if et == TensorProto.FLOAT:
+            a32 = np.float32(a)
+            if inclusive:
+                a32 = np.nextafter(a32, np.float32(-np.inf if above else np.inf))
+            e = np.frexp(a32)[1] if a32 != 0 else -1000
+            if a32 == 0 or -100 <= e <= 127:
+                k = 126 if a32 == 0 else min(126, 126 - int(e))
+                big = float(2.0**k)
+                alpha, beta = (big, -big * float(a32)) if above else (-big, big * float(a32))
+                return self.op("HardSigmoid", [t], hint="step", alpha=alpha, beta=beta)
+        cmp = {
+            (True, False): "Greater",
+            (True, True): "GreaterOrEqual",
+            (False, False): "Less",
+            (False, True): "LessOrEqual",
+        }[(above, inclusive)]
+        if self.opset < 12 and inclusive:  # no GreaterOrEqual/LessOrEqual yet
+            cond = self.op("Not", [self.op("Less" if above else "Greater", [t, self.scalar(a, t)])])
+        else:
+            cond = self.op(cmp, [t, self.scalar(a, t)])
+        return self.op("Cast", [cond], to=et)
+
+    def affine(self, t: str, scale: float, shift: float, like: str) -> str:
+        """scale * t + shift, elementwise, for `t` shaped like the primal tensor `like`. For float32
+        with a static dim 1 it is a BatchNormalization (scale and shift uniform over dim 1, mean
+        0, variance 1, epsilon 0: exact), which ORT runs as a 1x1 depthwise NCHWc Conv and fuses
+        with a following Add; otherwise a Mul and an Add."""
+        shape = self.static_shape(like)
+        if (
+            self.elem_type(t) == TensorProto.FLOAT
+            and shape is not None
+            and len(shape) >= 2
+            and isinstance(shape[1], int)
+        ):
+            params = [
+                self.const(np.full(shape[1], v, dtype=np.float32), hint="bn")
+                for v in (scale, shift, 0.0, 1.0)
+            ]
+            return self.op("BatchNormalization", [t, *params], hint="affine", epsilon=0.0)
+        out = t if scale == 1.0 else self.mul(t, self.scalar(scale, t))
+        return out if shift == 0.0 else self.op("Add", [out, self.scalar(shift, t)])
+
     def select(self, cond: str, a: str, b: str) -> str:
         """Where(cond, a, b), also before opset 9."""
         if self.opset < 9:

@@ -1,7 +1,12 @@
 """The ReLU family and smooth activations; the guided-backprop and deconvnet overlays.
 
-Masks come from primal values the forward pass already computed (Relu: its output y > 0), so
-each backward is one or two elementwise nodes.
+Masks come from primal values the forward pass already computed (Relu: its output y > 0) and,
+for float32, are built by `GraphBuilder.step` from HardSigmoid, Mul, Add and BatchNormalization,
+the elementwise ops ORT keeps in its blocked NCHWc layout: a Greater/Cast/Where mask forces the
+saved activation out of that layout and the gradient back in, which cost more than the masks.
+
+Kinks follow torch: Relu and LeakyRelu pass the gradient where x > 0, HardSwish is x/3 + 1/2 on
+[-3, 3], Clip (ReLU6 and relatives) passes it strictly inside (min, max), as torch's hardtanh.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from onnx import TensorProto
 
 from ..registry import Key, Rule, RuleContext, register
 
@@ -19,16 +25,24 @@ def _gt0(ctx: RuleContext, t: str) -> str:
     return ctx.b.op("Greater", [t, ctx.b.scalar(0.0, t)])
 
 
+def _relu_mask(ctx: RuleContext) -> str:
+    """[x > 0] of a Relu, read from its output (y > 0 iff x > 0)."""
+    return ctx.b.step(ctx.y(), 0.0, above=True)
+
+
 @register("Relu")
 def relu(ctx: RuleContext, grads: G) -> G:
-    return [ctx.b.where_zero(_gt0(ctx, ctx.y()), grads[0])]  # type: ignore[arg-type]
+    return [ctx.b.mul(grads[0], _relu_mask(ctx))]  # type: ignore[arg-type]
 
 
 @register("LeakyRelu")
 def leaky_relu(ctx: RuleContext, grads: G) -> G:
+    """g * (alpha + (1 - alpha) [x > 0]); with alpha > 0, x > 0 iff y > 0."""
     b, g = ctx.b, grads[0]
+    assert g is not None
     alpha = float(ctx.attr("alpha", 0.01))
-    return [b.select(_gt0(ctx, ctx.x()), g, b.mul(g, b.scalar(alpha, ctx.x())))]  # type: ignore[list-item]
+    src = ctx.y() if alpha > 0 else ctx.x()
+    return [b.mul(g, b.affine(b.step(src, 0.0, above=True), 1.0 - alpha, alpha, like=src))]
 
 
 @register("PRelu")
@@ -50,31 +64,42 @@ def thresholded_relu(ctx: RuleContext, grads: G) -> G:
     return [b.where_zero(cond, grads[0])]  # type: ignore[arg-type]
 
 
+def _clip_bounds(ctx: RuleContext) -> list[tuple[float | str, bool]]:
+    """(bound, is_lower) for each bound the Clip has: a float when constant, else its tensor."""
+    if ctx.opset < 11:
+        found = [(ctx.attr("min"), True), (ctx.attr("max"), False)]
+        return [(float(v), low) for v, low in found if v is not None]
+    out: list[tuple[float | str, bool]] = []
+    for i, low in ((1, True), (2, False)):
+        name = ctx.x(i)
+        if name:
+            v = ctx.b.constant_value(name)
+            out.append((float(np.asarray(v)) if v is not None else name, low))
+    return out
+
+
+def _clip_mask(ctx: RuleContext) -> str | None:
+    """[min < x < max] read from the output y (the same set: y is x there and a bound outside),
+    so the forward Conv keeps its fused Clip. Strict, as torch's hardtanh/ReLU6 backward."""
+    b, y = ctx.b, ctx.y()
+    mask = None
+    for bound, low in _clip_bounds(ctx):
+        if isinstance(bound, float):
+            m = b.step(y, bound, above=low)
+        else:
+            m = b.op("Cast", [b.op("Greater" if low else "Less", [y, bound])], to=b.elem_type(y))
+        mask = m if mask is None else b.mul(mask, m)
+    return mask
+
+
 @register("Clip")
 def clip(ctx: RuleContext, grads: G) -> G:
-    """Gradient where min <= x <= max (inclusive, as torch.clamp); none to min/max."""
-    b, x, g = ctx.b, ctx.x(), grads[0]
+    """Gradient where min < x < max (as torch's hardtanh and ReLU6); none to min/max."""
+    g = grads[0]
     assert g is not None
-    conds: list[str] = []
-    if ctx.opset < 11:
-        lo, hi = ctx.attr("min"), ctx.attr("max")
-        if lo is not None:
-            conds.append(
-                b.op("GreaterOrEqual", [x, b.scalar(float(lo), x)])
-                if ctx.opset >= 12
-                else b.op("Not", [b.op("Less", [x, b.scalar(float(lo), x)])])
-            )
-        if hi is not None:
-            conds.append(b.op("Not", [b.op("Greater", [x, b.scalar(float(hi), x)])]))
-    else:
-        if ctx.x(1):
-            conds.append(b.op("Not", [b.op("Less", [x, ctx.x(1)])]))
-        if ctx.x(2):
-            conds.append(b.op("Not", [b.op("Greater", [x, ctx.x(2)])]))
-    if not conds:
-        return [g] + [None] * (len(ctx.inputs) - 1)
-    cond = conds[0] if len(conds) == 1 else b.op("And", conds)
-    return [b.where_zero(cond, g)] + [None] * (len(ctx.inputs) - 1)
+    mask = _clip_mask(ctx)
+    gx = g if mask is None else ctx.b.mul(g, mask)
+    return [gx] + [None] * (len(ctx.inputs) - 1)
 
 
 @register("Sigmoid")
@@ -85,17 +110,29 @@ def sigmoid(ctx: RuleContext, grads: G) -> G:
 
 @register("HardSigmoid")
 def hard_sigmoid(ctx: RuleContext, grads: G) -> G:
+    """alpha where 0 < y < 1 (strictly inside the linear part)."""
     b, y = ctx.b, ctx.y()
     alpha = float(ctx.attr("alpha", 0.2))
-    inside = b.op("And", [_gt0(ctx, y), b.op("Less", [y, b.scalar(1.0, y)])])
-    return [b.where_zero(inside, b.mul(grads[0], b.scalar(alpha, y)))]  # type: ignore[arg-type]
+    inside = b.mul(b.step(y, 0.0, above=True), b.step(y, 1.0, above=False))
+    return [b.mul(b.mul(grads[0], inside), b.scalar(alpha, y))]  # type: ignore[arg-type]
 
 
 @register("HardSwish")
 def hard_swish(ctx: RuleContext, grads: G) -> G:
-    """torch.nn.functional.hardswish backward: 0 below -3, x/3 + 1/2 up to 3 (inclusive), 1 above."""
+    """torch.nn.functional.hardswish backward: 0 below -3, x/3 + 1/2 up to 3 (inclusive), 1 above.
+
+    In float32 that is d = 2u - ([x >= -3] + [x > 3]) / 2 with u = HardSigmoid(x, 1/6, 1/2):
+    seven passes that all stay in ORT's NCHWc layout (HardSigmoid, Add, BatchNormalization)."""
     b, x, g = ctx.b, ctx.x(), grads[0]
     assert g is not None
+    if b.elem_type(x) == TensorProto.FLOAT:
+        u = b.op("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)
+        steps = b.op(
+            "Add",
+            [b.step(x, -3.0, above=True, inclusive=True), b.step(x, 3.0, above=True)],
+        )
+        d = b.op("Add", [b.op("Add", [b.affine(steps, -0.5, 0.0, like=x), u]), u])
+        return [b.mul(g, d)]
     mid = b.mul(g, b.op("Add", [b.mul(x, b.scalar(1.0 / 3.0, x)), b.scalar(0.5, x)]))
     upper = b.select(b.op("Greater", [x, b.scalar(3.0, x)]), g, mid)
     if b.opset >= 12:  # one pass fewer than Not(Less)
@@ -187,8 +224,7 @@ def gelu(ctx: RuleContext, grads: G) -> G:
 
 def guided_relu(ctx: RuleContext, grads: G) -> G:
     """Guided backprop (Springenberg et al. 2015, eq. 3): pass where input > 0 and gradient > 0."""
-    b = ctx.b
-    return [b.where_zero(_gt0(ctx, ctx.y()), b.op("Relu", [grads[0]]))]  # type: ignore[list-item]
+    return [ctx.b.mul(ctx.b.op("Relu", [grads[0]]), _relu_mask(ctx))]  # type: ignore[list-item]
 
 
 def deconvnet_relu(ctx: RuleContext, grads: G) -> G:
