@@ -252,6 +252,11 @@ class GraphBuilder:
         a = float(threshold)
         if et == TensorProto.FLOAT:
             a32 = np.float32(a)
+            if a32 == 0 and inclusive:  # alpha * t + 1 with alpha * tiny = 1: exact at +-0
+                big = float(2.0**126)
+                return self.op(
+                    "HardSigmoid", [t], hint="step", alpha=big if above else -big, beta=1.0
+                )
             if inclusive:
                 a32 = np.nextafter(a32, np.float32(-np.inf if above else np.inf))
             e = np.frexp(a32)[1] if a32 != 0 else -1000

@@ -5,8 +5,9 @@ for float32, are built by `GraphBuilder.step` from HardSigmoid, Mul, Add and Bat
 the elementwise ops ORT keeps in its blocked NCHWc layout: a Greater/Cast/Where mask forces the
 saved activation out of that layout and the gradient back in, which cost more than the masks.
 
-Kinks follow torch: Relu and LeakyRelu pass the gradient where x > 0, HardSwish is x/3 + 1/2 on
-[-3, 3], Clip (ReLU6 and relatives) passes it strictly inside (min, max), as torch's hardtanh.
+Kinks follow torch 2.x: Relu and LeakyRelu pass the gradient where x > 0; HardSwish is 0 up to
+-3, x/3 + 1/2 strictly between, 1 from 3 on; HardSigmoid and Clip (ReLU6 and relatives) pass it
+strictly inside their linear part, as torch's hardsigmoid and hardtanh.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from onnx import TensorProto
 
 from ..registry import Key, Rule, RuleContext, register
 
@@ -110,34 +110,29 @@ def sigmoid(ctx: RuleContext, grads: G) -> G:
 
 @register("HardSigmoid")
 def hard_sigmoid(ctx: RuleContext, grads: G) -> G:
-    """alpha where 0 < y < 1 (strictly inside the linear part)."""
-    b, y = ctx.b, ctx.y()
-    alpha = float(ctx.attr("alpha", 0.2))
-    inside = b.mul(b.step(y, 0.0, above=True), b.step(y, 1.0, above=False))
-    return [b.mul(b.mul(grads[0], inside), b.scalar(alpha, y))]  # type: ignore[arg-type]
+    """alpha strictly inside the linear part, -beta/alpha < x < (1 - beta)/alpha. The mask reads
+    x, not y: y rounds to 0 or 1 a few ulps inside the bounds (torch's hardsigmoid: |x| < 3)."""
+    b, x = ctx.b, ctx.x()
+    alpha, beta = float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5))
+    if alpha == 0:
+        return [b.mul(grads[0], b.scalar(0.0, x))]  # type: ignore[arg-type]
+    lo, hi = sorted((-beta / alpha, (1.0 - beta) / alpha))
+    inside = b.mul(b.step(x, lo, above=True), b.step(x, hi, above=False))
+    return [b.mul(b.mul(grads[0], inside), b.scalar(alpha, x))]  # type: ignore[arg-type]
 
 
 @register("HardSwish")
 def hard_swish(ctx: RuleContext, grads: G) -> G:
-    """torch.nn.functional.hardswish backward: 0 below -3, x/3 + 1/2 up to 3 (inclusive), 1 above.
+    """torch's hardswish backward: 0 up to -3, x/3 + 1/2 strictly between, 1 from 3 on.
 
-    In float32 that is d = 2u - ([x >= -3] + [x > 3]) / 2 with u = HardSigmoid(x, 1/6, 1/2):
-    seven passes that all stay in ORT's NCHWc layout (HardSigmoid, Add, BatchNormalization)."""
+    As d = 2u - ([x > -3] + [x >= 3]) / 2 with u = HardSigmoid(x, 1/6, 1/2): in float32 seven
+    passes that all stay in ORT's NCHWc layout (HardSigmoid, Add, BatchNormalization, Mul)."""
     b, x, g = ctx.b, ctx.x(), grads[0]
     assert g is not None
-    if b.elem_type(x) == TensorProto.FLOAT:
-        u = b.op("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)
-        steps = b.op(
-            "Add",
-            [b.step(x, -3.0, above=True, inclusive=True), b.step(x, 3.0, above=True)],
-        )
-        d = b.op("Add", [b.op("Add", [b.affine(steps, -0.5, 0.0, like=x), u]), u])
-        return [b.mul(g, d)]
-    mid = b.mul(g, b.op("Add", [b.mul(x, b.scalar(1.0 / 3.0, x)), b.scalar(0.5, x)]))
-    upper = b.select(b.op("Greater", [x, b.scalar(3.0, x)]), g, mid)
-    if b.opset >= 12:  # one pass fewer than Not(Less)
-        return [b.where_zero(b.op("GreaterOrEqual", [x, b.scalar(-3.0, x)]), upper)]
-    return [b.where_zero(b.op("Less", [x, b.scalar(-3.0, x)]), upper, otherwise_zero_first=True)]
+    u = b.op("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)
+    steps = b.op("Add", [b.step(x, -3.0, above=True), b.step(x, 3.0, above=True, inclusive=True)])
+    d = b.op("Add", [b.op("Add", [b.affine(steps, -0.5, 0.0, like=x), u]), u])
+    return [b.mul(g, d)]
 
 
 @register("Tanh")
