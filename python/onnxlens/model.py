@@ -21,7 +21,7 @@ from .graph import Layer, add_outputs, list_layers, load_model, resolve_tensor
 from .graph.layers import Shape, _dims
 from .graph.load import ModelSource
 from .runtime import SessionCache
-from .runtime.device import DEVICES
+from .runtime.device import DEVICES, resolve_providers
 
 log = logging.getLogger("onnxlens")
 
@@ -320,6 +320,12 @@ class Model:
                 )
 
     # -- running -------------------------------------------------------------------------------
+    @property
+    def on_cpu(self) -> bool:
+        """True when sessions run on ONNX Runtime's CPU provider (device "cpu", or "auto" without
+        a working CUDA)."""
+        return resolve_providers(self.device)[0] == "CPUExecutionProvider"
+
     def session(self, key: Hashable, build: Callable[[], onnx.ModelProto]) -> ort.InferenceSession:
         """The cached ORT session for a graph variant `key`, built by `build()` on first use."""
         return self._sessions.get(key, build)
@@ -360,11 +366,15 @@ class Model:
     ) -> list[np.ndarray]:
         """Run `session` over `x` (and per-sample `extra` feeds) in batches; concatenated outputs.
 
-        A model with a static batch size gets exactly that many samples per run: the last batch is
-        padded with copies of its first sample and the padding dropped from the results.
+        A session with a static batch size (the model's own, or a graph specialised to one) gets
+        exactly that many samples per run: the last batch is padded with copies of its first sample
+        and the padding dropped from the results.
         """
         n = x.shape[0]
         static = self.input.batch
+        if static is None:
+            dim0 = next(i.shape for i in session.get_inputs() if i.name == self.input_name)[0]
+            static = dim0 if isinstance(dim0, int) and dim0 > 0 else None
         chunks: list[list[np.ndarray]] = [[] for _ in output_names]
         starts = range(0, n, batch_size)
         iterator: Iterable[int] = starts

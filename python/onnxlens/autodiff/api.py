@@ -14,7 +14,8 @@ from onnx import helper
 from ..errors import ConfigurationError, LayerNotFoundError, ShapeError
 from ..graph import NameGenerator
 from ..graph.layers import list_layers, resolve_tensor
-from .builder import GraphBuilder
+from .builder import GRAD_PREFIX, GraphBuilder
+from .cpu_graph import tune_for_cpu
 from .registry import Key, Rule, RuleSet, rule_set
 from .sweep import Sweep, seed_value_info
 
@@ -207,7 +208,7 @@ def build_vjp(
                 f"{w!r} is a weight (initializer); gradients w.r.t. weights are not supported yet."
             )
     ruleset = rule_set(rules)
-    names = NameGenerator(model, prefix="grad")
+    names = NameGenerator(model, prefix=GRAD_PREFIX)
     b = GraphBuilder(model, names)
     seed_inputs = {t: names(f"seed/{t}") for t in seed_t}
     for t, s in seed_inputs.items():
@@ -263,20 +264,27 @@ def _graph(
     rules: Rules,
     keep: Sequence[str],
     x: np.ndarray,
+    batch: int,
 ):
+    """(session, VJPGraph) for `batch` samples per run. The graph is cached per variant; on the
+    CPU the session is per variant and batch size, built from `cpu_graph.tune_for_cpu`
+    (`Model.run_batched` pads a short last batch to that size)."""
     pin = _pinned_shape(model, x)
     rules_key: Any = rules if rules is None or isinstance(rules, str) else id(rules)
     key = ("vjp", tuple(seeds), tuple(wrt), rules_key, tuple(keep), pin[1:] if pin else None)
     holder: dict[str, VJPGraph] = {}
     cache = model.__dict__.setdefault("_vjp_graphs", {})
+    tune = model.input.batch is None and model.on_cpu
 
     def build() -> onnx.ModelProto:
-        vg = build_vjp(model.proto, seeds, wrt, rules or "default", keep, input_shape=pin)
+        vg = cache.get(key) or build_vjp(
+            model.proto, seeds, wrt, rules or "default", keep, input_shape=pin
+        )
         holder["g"] = vg
         cache[key] = vg
-        return vg.proto
+        return tune_for_cpu(vg.proto, batch) if tune else vg.proto
 
-    sess = model.session(key, build)
+    sess = model.session((*key, batch) if tune else key, build)
     vg = holder.get("g") or cache.get(key)
     if vg is None:  # session cached but graph metadata evicted: rebuild the metadata only
         vg = build_vjp(
@@ -302,7 +310,10 @@ def vjp(
     x, _ = model.prepare(inputs)
     seeds = [model.resolve(n) for n in cotangents]
     wrt_t = [model.resolve(n) for n in wrt_names]
-    sess, vg = _graph(model, seeds, wrt_t, rules, (), x)
+    bs = model.batch_size_for(
+        3 * model.tensor_bytes_per_sample(wrt_t + seeds) + 8 * x[0].size, batch_size
+    )
+    sess, vg = _graph(model, seeds, wrt_t, rules, (), x, min(bs, x.shape[0]))
     extra = {}
     for name, t in zip(cotangents, seeds, strict=True):
         arr = np.asarray(cotangents[name])
@@ -313,9 +324,6 @@ def vjp(
         want = onnx.helper.tensor_dtype_to_np_dtype(GraphBuilder(vg.proto).elem_type(t))
         extra[vg.seed_inputs[t]] = np.ascontiguousarray(arr, dtype=want)
     fetch = [vg.grad_outputs[t] for t in wrt_t]
-    bs = model.batch_size_for(
-        3 * model.tensor_bytes_per_sample(wrt_t + seeds) + 8 * x[0].size, batch_size
-    )
     outs = model.run_batched(sess, x, fetch, bs, extra=extra)
     del single
     return dict(zip(wrt_names, outs, strict=True))
@@ -380,7 +388,10 @@ def activations_and_gradients(
     tensors = [model.resolve(n) for n in layer_names]
     wrt_t = list(dict.fromkeys(tensors + ([model.input_name] if wrt_input else [])))
     keep = [t for t in dict.fromkeys(tensors) if t != model.input_name]
-    sess, vg = _graph(model, [out_t], wrt_t, rules, keep, x)
+    bs = model.batch_size_for(
+        3 * model.tensor_bytes_per_sample([*wrt_t, out_t]) + 8 * x[0].size, batch_size
+    )
+    sess, vg = _graph(model, [out_t], wrt_t, rules, keep, x, min(bs, x.shape[0]))
     c = _cotangent(
         model,
         out_t,
@@ -393,9 +404,6 @@ def activations_and_gradients(
     et = onnx.helper.tensor_dtype_to_np_dtype(GraphBuilder(vg.proto).elem_type(out_t))
     extra = {vg.seed_inputs[out_t]: np.ascontiguousarray(c, dtype=et)}
     fetch = list(model.output_names) + keep + [vg.grad_outputs[t] for t in wrt_t]
-    bs = model.batch_size_for(
-        3 * model.tensor_bytes_per_sample([*wrt_t, out_t]) + 8 * x[0].size, batch_size
-    )
     res = dict(zip(fetch, model.run_batched(sess, x, fetch, bs, extra=extra), strict=True))
     acts = {
         n: (x if t == model.input_name else res[t])

@@ -31,6 +31,7 @@ _BOOL_OPS = {
     "IsNaN",
     "IsInf",
 }
+GRAD_PREFIX = "grad"  # every node and tensor a VJP graph adds is named grad/...
 FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 
 
@@ -39,7 +40,7 @@ class GraphBuilder:
 
     def __init__(self, model: onnx.ModelProto, names: NameGenerator | None = None) -> None:
         self.model = model
-        self.names = names or NameGenerator(model, prefix="grad")
+        self.names = names or NameGenerator(model, prefix=GRAD_PREFIX)
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
