@@ -12,7 +12,7 @@ import onnx
 from onnx import helper
 
 from ..errors import ConfigurationError, LayerNotFoundError, ShapeError
-from ..graph import NameGenerator
+from ..graph import NameGenerator, weightless
 from ..graph.layers import list_layers, resolve_tensor
 from .builder import GRAD_PREFIX, GraphBuilder
 from .cpu_graph import tune_for_cpu
@@ -66,28 +66,6 @@ def _pin_input_shape(model: onnx.ModelProto, input_shape: Sequence[int | None]) 
             if not d.HasField("dim_value"):
                 d.Clear()
     return out
-
-
-def _weightless(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The same graph with weights turned into typed inputs: the checker validates the structure
-    without serialising hundreds of MB of weights (6 s for ViT-B/16 otherwise)."""
-    light = onnx.ModelProto()
-    light.ir_version = model.ir_version
-    light.opset_import.extend(model.opset_import)
-    g = light.graph
-    g.name = model.graph.name
-    g.node.extend(model.graph.node)
-    g.input.extend(model.graph.input)
-    g.output.extend(model.graph.output)
-    g.value_info.extend(model.graph.value_info)
-    listed = {v.name for v in model.graph.input}
-    small = [t for t in model.graph.initializer if t.name not in listed and len(t.raw_data) <= 4096]
-    g.initializer.extend(small)  # small constants keep their values (shape inputs, axes)
-    keep = {t.name for t in small}
-    for t in model.graph.initializer:
-        if t.name not in listed and t.name not in keep:
-            g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
-    return light
 
 
 def _probe_missing_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -155,7 +133,7 @@ def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
     """Shape inference run on the weightless view (fast for big models), results copied back."""
     try:
         light = onnx.shape_inference.infer_shapes(
-            _weightless(model), check_type=False, strict_mode=False, data_prop=True
+            weightless(model), check_type=False, strict_mode=False, data_prop=True
         )
     except Exception:  # best effort: rules that need sizes say so
         return model
@@ -241,7 +219,7 @@ def build_vjp(
             g.output.append(helper.make_tensor_value_info(name, b.elem_type(src), [None] * rank))
     if check:
         try:
-            onnx.checker.check_model(_weightless(model))
+            onnx.checker.check_model(weightless(model))
         except onnx.checker.ValidationError as exc:  # a bug in a rule, not the user's fault
             raise RuntimeError(f"onnxlens built an invalid VJP graph: {exc}") from exc
     return VJPGraph(model, seed_inputs, grad_outputs, primal, keep_t)

@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..graph import weightless
 from .builder import GRAD_PREFIX
 
 # Ops whose gradient output is plain NCHW even when ORT runs the convolutions around them blocked.
@@ -59,9 +60,7 @@ def specialise_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
 
 def _static_4d_channels(model: onnx.ModelProto) -> dict[str, int]:
     """Channel count of every float32 4-D tensor with a static shape and spatial size > 1."""
-    from .api import _weightless
-
-    inferred = onnx.shape_inference.infer_shapes(_weightless(model))
+    inferred = onnx.shape_inference.infer_shapes(weightless(model))
     out = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
         t = vi.type.tensor_type
