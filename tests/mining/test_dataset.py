@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,22 @@ def test_folder_is_recursive_sorted_and_relative(tmp_path: Path) -> None:
     assert open_dataset(tmp_path).fingerprint() == ds.fingerprint()
     cv2.imwrite(str(tmp_path / "d0" / "new.png"), np.zeros((4, 4, 3), np.uint8))
     assert open_dataset(tmp_path).fingerprint() != ds.fingerprint()
+
+
+def test_fingerprint_sees_a_file_rewritten_under_its_name(tmp_path: Path) -> None:
+    """Resuming over images replaced in place would mix two datasets: size or mtime give it away."""
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8, 3), i, np.uint8))
+    before = open_dataset(tmp_path).fingerprint()
+    cv2.imwrite(
+        str(tmp_path / "1.png"), np.random.default_rng(0).integers(0, 255, (9, 9, 3), np.uint8)
+    )
+    changed = open_dataset(tmp_path).fingerprint()
+    assert changed != before
+    st = os.stat(tmp_path / "2.png")  # same bytes, touched
+    os.utime(tmp_path / "2.png", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert open_dataset(tmp_path).fingerprint() != changed
+    assert open_dataset(tmp_path).fingerprint() == open_dataset(tmp_path).fingerprint()
 
 
 def test_list_files_relative_to_the_list(tmp_path: Path) -> None:

@@ -306,3 +306,26 @@ def test_errors_name_the_fix(tiny_model_path: Path, photo_dir: Path, tmp_path: P
         (bad / f"{i}.png").write_bytes(b"not a png")
     with pytest.raises(ImageError, match=r"none of the 3 items.*first failed with: cannot decode"):
         mine(tiny_model_path, bad, ["r2"], tmp_path / "o", progress=False)
+
+
+def test_model_hash_covers_external_weights(tmp_path: Path) -> None:
+    """A model saved with its weights beside it: rewriting the weights file must change the hash
+    that guards resuming, and an identical copy must not."""
+    from onnxlens.mining.mine import model_sha256
+
+    path = tmp_path / "m.onnx"
+    onnx.save(
+        conv_model(seed=0),
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="m.weights",
+        size_threshold=0,
+    )
+    before = model_sha256(Model(str(path), device="cpu"))
+    assert model_sha256(Model(str(path), device="cpu")) == before
+    weights = tmp_path / "m.weights"
+    data = bytearray(weights.read_bytes())
+    data[:4] = b"\x00\x00\x80\x3f"  # the first float becomes 1.0
+    weights.write_bytes(bytes(data))
+    assert model_sha256(Model(str(path), device="cpu")) != before

@@ -63,11 +63,16 @@ class Dataset:
         ]
 
     def fingerprint(self) -> str:
-        """Hash of the kind and the ordered names: a changed DATA listing refuses to resume."""
+        """Hash of the kind, the ordered names and each item's `_stamp`: a DATA whose listing or
+        contents changed refuses to resume."""
         h = hashlib.sha256(self.kind.encode())
-        for n in self.names:
-            h.update(n.encode("utf-8", "surrogateescape") + b"\0")
+        for i, n in enumerate(self.names):
+            h.update(n.encode("utf-8", "surrogateescape") + b"\0" + self._stamp(i) + b"\0")
         return h.hexdigest()
+
+    def _stamp(self, i: int) -> bytes:
+        """What identifies item i's contents without reading them (empty: the name is enough)."""
+        return b""
 
     def folder_labels(self) -> list[str] | None:
         """Labels per item: the label column (parquet), else the first folder of each path when
@@ -89,6 +94,15 @@ class FileDataset(Dataset):
         self.root = root
         self.kind = kind
 
+    def _stamp(self, i: int) -> bytes:
+        """Size and modification time: an image rewritten under the same name is a different item
+        (one stat per file; a missing file stamps as such and fails later, when it is read)."""
+        try:
+            st = os.stat(self.root / self.names[i])
+        except OSError:
+            return b"missing"
+        return f"{st.st_size}:{st.st_mtime_ns}".encode()
+
     def read(self, i: int) -> np.ndarray:
         try:
             return load_image(self.root / self.names[i])
@@ -103,6 +117,13 @@ class ParquetDataset(Dataset):
     included. The table is memory-mapped, so only the rows a shard reads are paged in."""
 
     kind = "parquet"
+
+    def fingerprint(self) -> str:
+        """The names plus the parquet file's size and modification time."""
+        st = os.stat(self.source)
+        h = hashlib.sha256(super().fingerprint().encode())
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        return h.hexdigest()
 
     def __init__(self, source: Path) -> None:
         try:

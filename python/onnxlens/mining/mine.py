@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import external_data_helper
 
 from ..errors import ConfigurationError
 from ..graph.reduce import SCORES
@@ -34,9 +36,29 @@ DEFAULT_SHARD = 1024
 
 
 def model_sha256(model: Model) -> str:
+    """The model file's sha256, chained with those of its external-data files when it has any
+    (weights saved beside a large model); the serialised proto when it came from memory."""
     if model.path is not None and model.path.is_file():
-        return file_sha256(model.path)
+        digest = file_sha256(model.path)
+        locations = _external_locations(model.path)
+        if not locations:
+            return digest
+        h = hashlib.sha256(digest.encode())
+        for loc in locations:
+            h.update(loc.encode() + b"\0" + file_sha256(model.path.parent / loc).encode())
+        return h.hexdigest()
     return hashlib.sha256(model.proto.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _external_locations(path: Path) -> list[str]:
+    """Sorted external-data file names the model at `path` refers to (load already checked they
+    stay inside its folder)."""
+    proto = onnx.load(str(path), load_external_data=False)
+    found = set()
+    for t in external_data_helper._get_all_tensors(proto):
+        if external_data_helper.uses_external_data(t):
+            found.update(e.value for e in t.external_data if e.key == "location")
+    return sorted(found)
 
 
 def _model_bytes(model: Model) -> bytes:

@@ -204,8 +204,8 @@ class MiningConfig:
         a, b = self.to_json(), other.to_json()
         a["preprocess"], b["preprocess"] = _normalise(a["preprocess"]), _normalise(b["preprocess"])
         what = {
-            "model_sha256": "the model changed (its bytes hash differently)",
-            "data_fingerprint": "DATA changed (different files or order)",
+            "model_sha256": "the model changed (its bytes or its external weights hash differently)",
+            "data_fingerprint": "DATA changed (different files, order, sizes or modification times)",
             "layers": "the layers differ",
             "top_k": "--top-k differs",
             "score": "--score differs",
