@@ -4,12 +4,15 @@
 seeds and whose extra outputs are gradients (plus chosen activations), so one ORT run returns
 activations and their gradients. Rules live in one registry keyed by (domain, op_type); rule sets
 ("default", "guided", "deconvnet", or `default_rules().overlay({...})`) replace rules per op type.
+The graph keeps a dynamic batch; `tune_for_cpu(graph, batch)` is the copy a CPU session runs
+(batch pinned, NCHWc entry points), which `Model.vjp`/`Model.gradient` use automatically.
 """
 
 from __future__ import annotations
 
 from .api import VJPGraph, build_vjp
 from .builder import GraphBuilder
+from .cpu_graph import tune_for_cpu
 from .registry import Rule, RuleContext, RuleSet, default_rules, register, rule_set
 from .unbroadcast import unbroadcast
 
@@ -23,5 +26,6 @@ __all__ = [
     "default_rules",
     "register",
     "rule_set",
+    "tune_for_cpu",
     "unbroadcast",
 ]
