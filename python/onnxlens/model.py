@@ -457,7 +457,10 @@ class Model:
         Names (cotangent keys and `wrt`) are tensor names, node names or "input". Returns a dict
         keyed by the `wrt` names as given (primal outputs are not returned; see
         `activations_and_gradients`). `rules`: None, "guided", "deconvnet" or a RuleSet. The VJP
-        graph and its session are cached per (seeds, wrt, rules).
+        graph is cached per (seeds, wrt, rules); on the CPU its session also per batch size (a
+        graph pinned to the batch runs faster, see `autodiff.tune_for_cpu`), so the first call at
+        a new batch size pays a session build (about 1 s for ResNet-50) and a short last batch is
+        padded to the batch size rather than given its own session.
         """
         from .autodiff.api import vjp
 
