@@ -39,6 +39,11 @@ CONV_CASES = [
     (4, 6, 11, 13, (3, 3), {"strides": [3, 3], "pads": [1, 0, 2, 1]}),
     (4, 6, 7, 8, (2, 2), {"strides": [3, 3]}),  # kernel < stride: empty phases
     (4, 6, 10, 10, (4, 4), {"strides": [2, 2], "pads": [5, 5, 5, 5]}),  # pads wider than kernel
+    # depthwise, stride > 1: zero insertion + stride-1 depthwise Conv
+    (6, 6, 11, 13, (3, 3), {"group": 6, "strides": [2, 2], "pads": [1, 0, 0, 1]}),
+    (6, 6, 15, 14, (3, 5), {"group": 6, "strides": [3, 2], "pads": [1, 2, 1, 2]}),
+    (6, 6, 9, 9, (3, 3), {"group": 6, "auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    (6, 6, 12, 12, (5, 5), {"group": 6, "strides": [2, 2]}),
 ]
 
 

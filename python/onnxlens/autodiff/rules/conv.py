@@ -95,6 +95,10 @@ def conv_data_grad(ctx: RuleContext, g: str, x: str, w: str, geo: dict) -> str:
         (i + p0 + p1 - e) // s + 1
         for i, p0, p1, e, s in zip(geo["in"], pb, pe, geo["eff"], geo["strides"], strict=True)
     ]
+    if wv is not None:
+        gx = _depthwise_zero_insert_grad(ctx, g, wv, geo, out_sp)
+        if gx is not None:
+            return gx
     pads_end, out_pad = [], []
     for i in range(nd):
         r = (out_sp[i] - 1) * geo["strides"][i] + geo["eff"][i] - pb[i] - geo["in"][i]
@@ -110,6 +114,60 @@ def conv_data_grad(ctx: RuleContext, g: str, x: str, w: str, geo: dict) -> str:
         kernel_shape=geo["kernel"],
         pads=list(pb) + pads_end,
         output_padding=out_pad if any(out_pad) else None,
+    )
+
+
+# Measured on this project's 2-vCPU AVX-512 machine, batch 8 (depthwise, stride 2): the
+# zero-insertion form beats ORT's ConvTranspose 2-7x for 5x5 kernels at every size and for 3x3
+# kernels on gradients up to 14x14; for 3x3 at 28x28 and above the two are within 10%, and
+# ConvTranspose wins at 56x56 (7.3 vs 9.0 ms for 64 channels).
+_ZI_MIN_KERNEL_AREA = 16
+_ZI_MAX_GRAD_AREA = 400
+
+
+def _depthwise_zero_insert_grad(
+    ctx: RuleContext, g: str, wv: np.ndarray, geo: dict, out_sp: list[int]
+) -> str | None:
+    """Data gradient of a strided depthwise 2-D conv (multiplier 1, dilation 1) as zero insertion
+    plus a stride-1 depthwise Conv with the flipped kernel, or None to use ConvTranspose.
+
+    ORT's ConvTranspose loops over groups with a GEMM and a single-threaded col2im each, which
+    for a depthwise conv is one group per channel. Here the zeros are inserted by a ConvTranspose
+    with one 1x1 channel over the (N*C, 1, H, W) view of the gradient (a single group, cheap), and
+    the rest is ORT's fast depthwise Conv (blocked NCHWc when C allows): gx[p] = sum_k w[k]
+    z[p + pb - k] is a correlation of the zero-inserted z with the flipped kernel, begin pads
+    k - 1 - pb, end pads whatever makes the output the input's size."""
+    b, nd = ctx.b, geo["nd"]
+    c = wv.shape[0]
+    if (
+        nd != 2
+        or geo["group"] != c
+        or wv.shape[1] != 1
+        or any(d != 1 for d in geo["dil"])
+        or all(s == 1 for s in geo["strides"])
+    ):
+        return None
+    kernel, strides, pb = geo["kernel"], geo["strides"], geo["pads"][:nd]
+    if kernel[0] * kernel[1] < _ZI_MIN_KERNEL_AREA and out_sp[0] * out_sp[1] > _ZI_MAX_GRAD_AREA:
+        return None
+    z_len = [(o - 1) * s + 1 for o, s in zip(out_sp, strides, strict=True)]
+    begin = [k - 1 - p for k, p in zip(kernel, pb, strict=True)]
+    end = [
+        geo["in"][i] - 1 + kernel[i] - begin[i] - z_len[i] for i in range(nd)
+    ]  # output length = input length
+    if min(begin) < 0 or min(end) < 0:
+        return None
+    flat = b.op("Reshape", [g, b.ints([-1, 1, *out_sp])], hint="dw_flat")
+    one = b.const(np.ones((1, 1, 1, 1), dtype=wv.dtype), hint="one")
+    z = b.op("ConvTranspose", [flat, one], hint="zero_insert", strides=strides, kernel_shape=[1, 1])
+    z = b.op("Reshape", [z, b.ints([-1, c, *z_len])], hint="dw_z")
+    return b.op(
+        "Conv",
+        [z, b.const(_flipped_weight(wv, c), hint="wflip")],
+        hint="dconv_zi",
+        pads=begin + end,
+        group=c,
+        kernel_shape=kernel,
     )
 
 
