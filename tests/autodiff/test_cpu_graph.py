@@ -98,3 +98,23 @@ def test_model_pads_the_last_batch_of_a_tuned_session(exported):
     one_by_one = np.concatenate([m.gradient(x[i : i + 1], targets[i : i + 1]) for i in range(5)])
     np.testing.assert_allclose(split, whole, rtol=0, atol=1e-6 * np.abs(whole).max())
     np.testing.assert_allclose(one_by_one, whole, rtol=0, atol=1e-6 * np.abs(whole).max())
+
+
+def test_specialise_batch_leaves_extra_inputs_alone():
+    """Only the image input and the grad/ seeds are batch-major; a model's extra input with a
+    dynamic first dim (a per-model table, a scale list) must not be pinned."""
+    from onnx import TensorProto, helper
+
+    ins = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3]),
+        helper.make_tensor_value_info("table", TensorProto.FLOAT, ["K"]),
+        helper.make_tensor_value_info("grad/seed/y_0", TensorProto.FLOAT, ["batch", 3]),
+    ]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", ins, [out])
+    pinned = specialise_batch(helper.make_model(graph), 4)
+    dims = {
+        v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]
+        for v in [*pinned.graph.input, *pinned.graph.output]
+    }
+    assert dims == {"x": [4, 3], "table": ["K"], "grad/seed/y_0": [4, 3], "y": [4, 3]}

@@ -35,16 +35,21 @@ _BLOCK = 16
 
 
 def specialise_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
-    """Copy of a VJP graph whose graph inputs with a dynamic dim 0 (the model input and the
-    cotangent seeds) get `batch`, as does every dim carrying one of their symbolic batch names."""
+    """Copy of a VJP graph whose image input (the first graph input) and cotangent seeds get
+    `batch` as their dim 0 when it is dynamic, as does every dim carrying one of their symbolic
+    batch names. Other inputs (a model's extra inputs) are left alone."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
     inits = {t.name for t in g.initializer}
+    runtime = [vi for vi in g.input if vi.name not in inits]
+    batched = {vi.name for vi in runtime[:1]} | {
+        vi.name for vi in runtime if vi.name.startswith(GRAD_PREFIX + "/")
+    }
     params: set[str] = set()
     for vi in g.input:
         dims = vi.type.tensor_type.shape.dim
-        if vi.name in inits or not dims or dims[0].HasField("dim_value"):
+        if vi.name not in batched or not dims or dims[0].HasField("dim_value"):
             continue
         if dims[0].dim_param:
             params.add(dims[0].dim_param)
