@@ -243,8 +243,8 @@ class GraphBuilder:
         For float32 it is one HardSigmoid, clip(alpha * t + beta, 0, 1), with alpha a power of
         two large enough that one ulp past the threshold already reaches 1: alpha * t is exact
         and alpha * t + beta is exact near the threshold (Sterbenz), so the mask is exact for
-        every normal float (a subnormal t against 0 gives a fraction; inf and nan map as a
-        comparison would). HardSigmoid and the Mul that applies it stay in ORT's blocked NCHWc
+        every normal float and for +-inf (a subnormal t against 0 gives a fraction; a nan t gives
+        whatever ORT's clip makes of it, where a comparison gives 0). HardSigmoid and the Mul that applies it stay in ORT's blocked NCHWc
         layout, where Greater/Cast would force the saved activation out of it and the gradient
         back in: on ResNet-50 those reorders were 11% of the backward pass. The inclusive forms
         compare against the neighbouring float (t >= a iff t > nextafter(a, -inf)).
@@ -282,10 +282,11 @@ class GraphBuilder:
         """scale * t + shift, elementwise, for `t` shaped like the primal tensor `like`. For float32
         with a static dim 1 it is a BatchNormalization (scale and shift uniform over dim 1, mean
         0, variance 1, epsilon 0: exact), which ORT runs as a 1x1 depthwise NCHWc Conv and fuses
-        with a following Add; otherwise a Mul and an Add."""
+        with a following Add; otherwise (and before opset 9) a Mul and an Add."""
         shape = self.static_shape(like)
         if (
             self.elem_type(t) == TensorProto.FLOAT
+            and self.opset >= 9  # BatchNormalization without the old spatial/consumed_inputs
             and shape is not None
             and len(shape) >= 2
             and isinstance(shape[1], int)
