@@ -83,26 +83,31 @@ def add_nchwc_entries(model: onnx.ModelProto) -> onnx.ModelProto:
     """Copy of a (batch-specialised) VJP graph with an identity depthwise 1x1 Conv behind each
     backward ConvTranspose/Expand/Reshape/ScatterElements whose 4-D float32 output has a channel
     count that is a multiple of 16 and is read by something other than a Conv."""
-    channels = _static_4d_channels(model)
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    del out.graph.node[:]
-    taken = {o for n in model.graph.node for o in n.output} | {
-        t.name for t in model.graph.initializer
-    }
+    _add_nchwc_entries_in_place(out)
+    return out
+
+
+def _add_nchwc_entries_in_place(out: onnx.ModelProto) -> None:
+    channels = _static_4d_channels(out)
+    nodes = list(out.graph.node)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    taken = {o for n in nodes for o in n.output} | {t.name for t in out.graph.initializer}
+    graph_outputs = {v.name for v in out.graph.output}
     weights: dict[int, str] = {}
     renamed: dict[str, str] = {}
-    for n in model.graph.node:
+    new_nodes: list[onnx.NodeProto] = []
+    for n in nodes:
         node = onnx.NodeProto()
         node.CopyFrom(n)
         for k, i in enumerate(node.input):
             if i in renamed:
                 node.input[k] = renamed[i]
-        out.graph.node.append(node)
+        new_nodes.append(node)
         o = n.output[0] if n.output else ""
         c = channels.get(o)
         if (
@@ -111,7 +116,7 @@ def add_nchwc_entries(model: onnx.ModelProto) -> onnx.ModelProto:
             or c is None
             or c % _BLOCK
             or all(u.op_type == "Conv" for u in consumers.get(o, []))
-            or o in {v.name for v in model.graph.output}
+            or o in graph_outputs
         ):
             continue
         if c not in weights:
@@ -120,7 +125,7 @@ def add_nchwc_entries(model: onnx.ModelProto) -> onnx.ModelProto:
                 numpy_helper.from_array(np.ones((c, 1, 1, 1), np.float32), weights[c])
             )
         renamed[o] = _fresh(taken, f"{o}_nchwc")
-        out.graph.node.append(
+        new_nodes.append(
             helper.make_node(
                 "Conv",
                 [o, weights[c]],
@@ -130,7 +135,8 @@ def add_nchwc_entries(model: onnx.ModelProto) -> onnx.ModelProto:
                 kernel_shape=[1, 1],
             )
         )
-    return out
+    del out.graph.node[:]
+    out.graph.node.extend(new_nodes)
 
 
 def _fresh(taken: set[str], name: str) -> str:
@@ -143,5 +149,8 @@ def _fresh(taken: set[str], name: str) -> str:
 
 
 def tune_for_cpu(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
-    """The VJP graph a CPU session should run at `batch` samples per call."""
-    return add_nchwc_entries(specialise_batch(model, batch))
+    """The VJP graph a CPU session should run at `batch` samples per call (one copy of the
+    model: its weights are hundreds of MB for the larger networks)."""
+    out = specialise_batch(model, batch)
+    _add_nchwc_entries_in_place(out)
+    return out
