@@ -34,7 +34,6 @@ _POOL_OPS = {
     "Reshape",
     "AveragePool",
 }
-_announced: set[tuple[int, tuple[str, ...]]] = set()
 # Cap on samples per extra-pass batch: ORT on CPU gains nothing beyond this, memory grows.
 MAX_BATCH = 64
 
@@ -290,9 +289,13 @@ def to_maps(a: np.ndarray, model: Model, grid: tuple[int, int] | None = None) ->
 
 
 def announce(model: Model, method: str, layers: Sequence[str]) -> None:
-    key = (id(model), tuple(layers))
-    if key not in _announced:
-        _announced.add(key)
+    """Log the default layer a method picked, once per model and layer set. The record lives on
+    the model: a process-wide set keyed by id(model) stayed silent for a new model that reused a
+    collected one's address (a flaky test found it)."""
+    seen = model.__dict__.setdefault("_announced_layers", set())
+    key = tuple(layers)
+    if key not in seen:
+        seen.add(key)
         log.info(
             "onnxlens: %s explains layer %s (pass layer= to choose another)",
             method,
