@@ -185,3 +185,41 @@ def test_unknown_rule_set():
 def test_default_rules_unchanged_by_sets():
     assert rule_set("guided").lookup("", "Conv") is rule_set("default").lookup("", "Conv")
     check_vjp(op_model("Relu", {"x": ["N", 3]}), {"x": np.array([[0.5, -0.3, 1.2]])})
+
+
+def test_model_caches_custom_rule_sets_by_content(tmp_path, monkeypatch):
+    """Model.vjp caches graphs per rule set: a new set must get its own graph even when it lands
+    at the address of a collected one, while an equal set may share. Address reuse is made
+    certain by giving every object the same id()."""
+    import builtins
+    import gc
+
+    from onnxlens.autodiff.registry import RuleSet
+
+    m = op_model("Relu", {"x": ["N", 3]}, dtype=onnx.TensorProto.FLOAT)
+    path = tmp_path / "relu.onnx"
+    onnx.save(m, path)
+    model = Model(str(path), device="cpu")
+    x = np.array([[1.0, -1.0, 2.0]], np.float32)
+    seed = np.ones((1, 3), np.float32)
+
+    def scaled(k):
+        def rule(ctx, grads):
+            b = ctx.b
+            return [b.mul(b.mul(grads[0], b.step(ctx.y(), 0.0, above=True)), b.scalar(k, ctx.y()))]
+
+        return rule
+
+    monkeypatch.setattr(builtins, "id", lambda obj: 0)
+    base = dict(default_rules())
+    tables = {k: {**base, ("", "Relu"): scaled(k)} for k in (2.0, 3.0, 5.0, 7.0, 11.0, 13.0)}
+    for k, table in tables.items():
+        rs = RuleSet(table, f"x{k}")
+        g = model.vjp(x, {"y0": seed}, "input", rules=rs)["input"]
+        np.testing.assert_array_equal(g, [[k, 0, k]])
+        del rs
+        gc.collect()
+    same = RuleSet(tables[2.0], "again")
+    np.testing.assert_array_equal(
+        model.vjp(x, {"y0": seed}, "input", rules=same)["input"], [[2, 0, 2]]
+    )

@@ -248,7 +248,11 @@ def _graph(
     CPU the session is per variant and batch size, built from `cpu_graph.tune_for_cpu`
     (`Model.run_batched` pads a short last batch to that size)."""
     pin = _pinned_shape(model, x)
-    rules_key: Any = rules if rules is None or isinstance(rules, str) else id(rules)
+    # A rule set is keyed by its contents (the rule functions themselves), never by id(): a
+    # collected set's address reused by a new one would hand back a graph built with old rules.
+    rules_key: Any = (
+        rules if rules is None or isinstance(rules, str) else frozenset(dict(rules).items())
+    )
     key = ("vjp", tuple(seeds), tuple(wrt), rules_key, tuple(keep), pin[1:] if pin else None)
     holder: dict[str, VJPGraph] = {}
     cache = model.__dict__.setdefault("_vjp_graphs", {})
