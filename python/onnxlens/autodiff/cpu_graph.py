@@ -79,17 +79,10 @@ def _static_4d_channels(model: onnx.ModelProto) -> dict[str, int]:
     return out
 
 
-def add_nchwc_entries(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Copy of a (batch-specialised) VJP graph with an identity depthwise 1x1 Conv behind each
-    backward ConvTranspose/Expand/Reshape/ScatterElements whose 4-D float32 output has a channel
-    count that is a multiple of 16 and is read by something other than a Conv."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    _add_nchwc_entries_in_place(out)
-    return out
-
-
-def _add_nchwc_entries_in_place(out: onnx.ModelProto) -> None:
+def add_nchwc_entries(out: onnx.ModelProto) -> None:
+    """Put, in place, an identity depthwise 1x1 Conv behind each backward ConvTranspose, Expand,
+    Reshape or ScatterElements of a batch-specialised VJP graph whose 4-D float32 output has a
+    channel count that is a multiple of 16 and is read by something other than a Conv."""
     channels = _static_4d_channels(out)
     nodes = list(out.graph.node)
     consumers: dict[str, list[onnx.NodeProto]] = {}
@@ -152,5 +145,5 @@ def tune_for_cpu(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
     """The VJP graph a CPU session should run at `batch` samples per call (one copy of the
     model: its weights are hundreds of MB for the larger networks)."""
     out = specialise_batch(model, batch)
-    _add_nchwc_entries_in_place(out)
+    add_nchwc_entries(out)
     return out

@@ -36,18 +36,15 @@ def resolve_pads(
     return pads
 
 
-def _geometry(ctx: RuleContext, x: str, w: str, transposed: bool = False) -> dict:
-    wshape = ctx.b.static_shape(w)
-    if wshape is None:
-        ctx.fail(f"the weight shape of {w!r} is unknown")
-    nd = len(wshape) - 2
-    kernel = list(ctx.attr("kernel_shape") or wshape[2:])
-    if not all(isinstance(k, int) for k in kernel):
-        ctx.fail("the kernel shape is unknown")
+def window_geometry(ctx: RuleContext, kernel: list[int], transposed: bool = False) -> dict:
+    """Sliding-window sizes of a Conv, ConvTranspose or pool over input 0: kernel, strides,
+    dilations, effective extents, static input spatial sizes and pads (auto_pad resolved, except
+    for ConvTranspose, whose pads mean something else)."""
+    nd = len(kernel)
     strides = list(ctx.attr("strides") or [1] * nd)
     dil = list(ctx.attr("dilations") or [1] * nd)
     eff = [(k - 1) * d + 1 for k, d in zip(kernel, dil, strict=True)]
-    in_sp = ctx.static_dims(x, list(range(2, 2 + nd)))
+    in_sp = ctx.static_dims(ctx.x(), list(range(2, 2 + nd)))
     if transposed:
         pads = list(ctx.attr("pads") or [0] * (2 * nd))
     else:
@@ -60,8 +57,17 @@ def _geometry(ctx: RuleContext, x: str, w: str, transposed: bool = False) -> dic
         "eff": eff,
         "in": in_sp,
         "pads": pads,
-        "group": int(ctx.attr("group", 1)),
     }
+
+
+def _geometry(ctx: RuleContext, w: str, transposed: bool = False) -> dict:
+    wshape = ctx.b.static_shape(w)
+    if wshape is None:
+        ctx.fail(f"the weight shape of {w!r} is unknown")
+    kernel = list(ctx.attr("kernel_shape") or wshape[2:])
+    if not all(isinstance(k, int) for k in kernel):
+        ctx.fail("the kernel shape is unknown")
+    return {**window_geometry(ctx, kernel, transposed), "group": int(ctx.attr("group", 1))}
 
 
 def _flipped_weight(w: np.ndarray, group: int) -> np.ndarray:
@@ -185,7 +191,7 @@ def conv(ctx: RuleContext, grads: G) -> G:
         ctx.fail(
             "gradients w.r.t. Conv weights are not implemented (the weight is computed from the input)"
         )
-    gx = conv_data_grad(ctx, g, x, w, _geometry(ctx, x, w)) if ctx.wants(0) else None
+    gx = conv_data_grad(ctx, g, x, w, _geometry(ctx, w)) if ctx.wants(0) else None
     gb = _bias_grad(ctx, g) if ctx.wants(2) else None
     return [gx, None, gb][: len(ctx.inputs)]
 
@@ -194,12 +200,12 @@ def conv(ctx: RuleContext, grads: G) -> G:
 def conv_transpose(ctx: RuleContext, grads: G) -> G:
     g = grads[0]
     assert g is not None
-    x, w, b = ctx.x(0), ctx.x(1), ctx.b
+    w, b = ctx.x(1), ctx.b
     if ctx.wants(1):
         ctx.fail("gradients w.r.t. ConvTranspose weights are not implemented")
     gx = None
     if ctx.wants(0):
-        geo = _geometry(ctx, x, w, transposed=True)
+        geo = _geometry(ctx, w, transposed=True)
         nd = geo["nd"]
         op = list(ctx.attr("output_padding") or [0] * nd)
         pads = geo["pads"]

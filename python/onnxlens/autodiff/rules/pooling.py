@@ -16,31 +16,15 @@ import numpy as np
 from onnx import TensorProto
 
 from ..registry import RuleContext, register
-from .conv import resolve_pads
+from .conv import window_geometry
 
 G = list[str | None]
 
 
 def _pool_geometry(ctx: RuleContext) -> dict:
-    x = ctx.x()
     kernel = list(ctx.attr("kernel_shape"))
-    nd = len(kernel)
-    strides = list(ctx.attr("strides") or [1] * nd)
-    dil = list(ctx.attr("dilations") or [1] * nd)
-    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dil, strict=True)]
-    in_sp = ctx.static_dims(x, list(range(2, 2 + nd)))
-    out_sp = ctx.static_dims(ctx.y(), list(range(2, 2 + nd)))
-    pads = resolve_pads(ctx, in_sp, strides, eff)
-    return {
-        "nd": nd,
-        "kernel": kernel,
-        "strides": strides,
-        "dil": dil,
-        "eff": eff,
-        "in": in_sp,
-        "out": out_sp,
-        "pads": pads,
-    }
+    out_sp = ctx.static_dims(ctx.y(), list(range(2, 2 + len(kernel))))
+    return {**window_geometry(ctx, kernel), "out": out_sp}
 
 
 @register("MaxPool")
