@@ -82,9 +82,6 @@ class Dataset:
         tops = [n.split("/", 1)[0] if "/" in n else "" for n in self.names]
         return tops if len(set(tops)) > 1 and all(tops) else None
 
-    def describe(self) -> str:
-        return f"{len(self)} images from {self.kind} {str(self.source)!r}"
-
 
 class FileDataset(Dataset):
     """Image files under a root (a folder tree, or the folder of a list file)."""
@@ -145,17 +142,12 @@ class ParquetDataset(Dataset):
             )
         import pyarrow as pa
 
-        data = table.column(col)
+        data = table.column(col).combine_chunks()
+        struct_path = None
         if pa.types.is_struct(data.type):
-            struct_path = (
-                data.combine_chunks().field("path")
-                if data.type.get_field_index("path") >= 0
-                else None
-            )
-            data = data.combine_chunks().field("bytes")
-        else:
-            struct_path = None
-            data = data.combine_chunks()
+            if data.type.get_field_index("path") >= 0:
+                struct_path = data.field("path")
+            data = data.field("bytes")
         self._bytes = data
         pcol = next((c for c in PATH_COLUMNS if c in cols), None)
         raw_names = (

@@ -147,7 +147,7 @@ class ReceptiveFields:
     def _const(self, name: str) -> np.ndarray | None:
         if name in self._consts:
             return self._consts[name]
-        t = next((t for t in self.model.graph.initializer if t.name == name), None)
+        t = self._inits.get(name)
         return numpy_helper.to_array(t) if t is not None else None
 
     def _hw(self, name: str, axes: tuple[int, int] = (2, 3)) -> tuple[int, int] | None:
@@ -226,7 +226,7 @@ class ReceptiveFields:
         a = _attrs(node)
         k = a.get("kernel_shape")
         if k is None and len(node.input) > 1:
-            w = next((t for t in self.model.graph.initializer if t.name == node.input[1]), None)
+            w = self._inits.get(node.input[1])
             k = list(w.dims[2:]) if w is not None else None
         if k is None or len(k) != 2:
             return Field(whole=True, reason=f"{label} is not a 2-D window with a known kernel")
