@@ -117,6 +117,7 @@ class ReceptiveFields:
         self.model = model
         g = model.graph
         inits = {t.name: t for t in g.initializer}
+        self._inits = inits
         self._consts: dict[str, np.ndarray] = {}
         inputs = [v.name for v in g.input if v.name not in inits]
         self.input_name = input_name or inputs[0]
@@ -140,7 +141,6 @@ class ReceptiveFields:
             for o in node.output:
                 if o:
                     self.fields[o] = f
-        self._inits = inits
         self._warned: set[str] = set()
 
     # -- propagation --------------------------------------------------------------------------
