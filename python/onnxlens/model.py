@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -363,12 +363,14 @@ class Model:
         batch_size: int,
         extra: Mapping[str, np.ndarray] | None = None,
         progress: str | None = None,
+        whole: Collection[str] = (),
     ) -> list[np.ndarray]:
         """Run `session` over `x` (and per-sample `extra` feeds) in batches; concatenated outputs.
 
         A session with a static batch size (the model's own, or a graph specialised to one) gets
         exactly that many samples per run: the last batch is padded with copies of its first sample
-        and the padding dropped from the results.
+        and the padding dropped from the results. Outputs named in `whole` are not per sample (a
+        shape, say): the first run's value is returned as it is.
         """
         n = x.shape[0]
         static = self.input.batch
@@ -394,9 +396,12 @@ class Model:
                     k: np.concatenate([v, np.repeat(v[:1], pad, axis=0)]) for k, v in feeds.items()
                 }
             outs = session.run(list(output_names), feeds)
-            for i, o in enumerate(outs):
-                chunks[i].append(o[:real] if static is not None else o)
-        return [np.concatenate(c) if len(c) > 1 else c[0] for c in chunks]
+            for c, name, o in zip(chunks, output_names, outs, strict=True):
+                c.append(o[:real] if static is not None and name not in whole else o)
+        return [
+            c[0] if len(c) == 1 or name in whole else np.concatenate(c)
+            for name, c in zip(output_names, chunks, strict=True)
+        ]
 
     def run(self, inputs: Inputs, batch_size: int | None = None) -> dict[str, np.ndarray]:
         """The model's own outputs for `inputs` (images or a preprocessed array)."""

@@ -329,3 +329,17 @@ def test_model_hash_covers_external_weights(tmp_path: Path) -> None:
     data[:4] = b"\x00\x00\x80\x3f"  # the first float becomes 1.0
     weights.write_bytes(bytes(data))
     assert model_sha256(Model(str(path), device="cpu")) != before
+
+
+def test_static_batch_model_equals_dynamic(photo_dir: Path, tmp_path: Path) -> None:
+    """A model exported with a fixed batch of 4 is run 4 at a time, the last batch padded, and
+    mines exactly what the dynamic-batch export of the same weights mines."""
+    dyn, fixed = tmp_path / "dyn.onnx", tmp_path / "fixed.onnx"
+    onnx.save(conv_model(seed=3), dyn)
+    onnx.save(conv_model(seed=3, batch=4), fixed)
+    kw = {"top_k": 5, "shard_size": 16, "progress": False, "galleries": False}
+    a = mine(dyn, photo_dir, ["c1", "r2"], tmp_path / "a", batch_size=7, **kw)
+    b = mine(fixed, photo_dir, ["c1", "r2"], tmp_path / "b", **kw)
+    for name in ("c1", "r2"):
+        for field in ("values", "ids", "boxes"):
+            np.testing.assert_array_equal(b[name][field], a[name][field])

@@ -108,23 +108,8 @@ class ShardRunner:
         }
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        static = self.model.input.batch
-        n = x.shape[0]
-        if static is not None and n != static:  # a static-batch model gets exactly its batch
-            outs = (
-                [self._run(x[s : s + static]) for s in range(0, n, static)] if n > static else None
-            )
-            if outs is not None:
-                return [
-                    np.concatenate(parts) if j % 3 != 2 else parts[0]
-                    for j, parts in enumerate(zip(*outs, strict=True))
-                ]
-            x = np.concatenate([x, np.repeat(x[:1], static - n, axis=0)])
-            return [
-                o[:n] if j % 3 != 2 else o
-                for j, o in enumerate(self.session.run(self._outputs, {self.model.input_name: x}))
-            ]
-        return self.session.run(self._outputs, {self.model.input_name: x})
+        shapes = {r.shape for r in self.reductions.values()}  # per layer, not per image
+        return self.model.run_batched(self.session, x, self._outputs, self.batch_size, whole=shapes)
 
     def forward(self, fitted: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per layer: (scores float32 (n, C), positions int32 (n, C, 2)) for fitted uint8 images."""
