@@ -43,6 +43,12 @@ class VJPGraph:
     primal_outputs: list[str]
     keep: list[str] = field(default_factory=list)
 
+    def seed_dtype(self, tensor: str) -> np.dtype:
+        """The numpy dtype the cotangent for `tensor` is fed as."""
+        name = self.seed_inputs[tensor]
+        vi = next(v for v in self.proto.graph.input if v.name == name)
+        return np.dtype(helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type))
+
 
 def _pin_input_shape(model: onnx.ModelProto, input_shape: Sequence[int | None]) -> onnx.ModelProto:
     """Copy of `model` whose first runtime input has static dims (dim 0 stays as it is)."""
@@ -285,7 +291,6 @@ def vjp(
     batch_size: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Gradients of sum <cotangent, tensor> w.r.t. each name in `wrt`, keyed by the names as given."""
-    single = isinstance(wrt, str)
     wrt_names = [wrt] if isinstance(wrt, str) else list(wrt)
     if not cotangents:
         raise ConfigurationError("no cotangents given: pass {output_or_layer_name: array}.")
@@ -303,11 +308,9 @@ def vjp(
             raise ShapeError(
                 f"cotangent for {name!r} has batch {arr.shape[0]}, the input has {x.shape[0]}."
             )
-        want = onnx.helper.tensor_dtype_to_np_dtype(GraphBuilder(vg.proto).elem_type(t))
-        extra[vg.seed_inputs[t]] = np.ascontiguousarray(arr, dtype=want)
+        extra[vg.seed_inputs[t]] = np.ascontiguousarray(arr, dtype=vg.seed_dtype(t))
     fetch = [vg.grad_outputs[t] for t in wrt_t]
     outs = model.run_batched(sess, x, fetch, bs, extra=extra)
-    del single
     return dict(zip(wrt_names, outs, strict=True))
 
 
@@ -383,8 +386,7 @@ def activations_and_gradients(
         if not (isinstance(target, np.ndarray) and target.dtype.kind == "f")
         else None,
     )
-    et = onnx.helper.tensor_dtype_to_np_dtype(GraphBuilder(vg.proto).elem_type(out_t))
-    extra = {vg.seed_inputs[out_t]: np.ascontiguousarray(c, dtype=et)}
+    extra = {vg.seed_inputs[out_t]: np.ascontiguousarray(c, dtype=vg.seed_dtype(out_t))}
     fetch = list(model.output_names) + keep + [vg.grad_outputs[t] for t in wrt_t]
     res = dict(zip(fetch, model.run_batched(sess, x, fetch, bs, extra=extra), strict=True))
     acts = {

@@ -172,7 +172,6 @@ def seed_value_info(
     dims: list[int | str | None] = list(shape)
     if dims:
         dims[0] = dims[0] if isinstance(dims[0], int) and _input_batch_static(model) else "batch"
-    dims = [d if d is not None else None for d in dims]
     return helper.make_tensor_value_info(name, et, dims)
 
 

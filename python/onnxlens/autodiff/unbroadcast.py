@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+from onnx import numpy_helper
+
+from ..errors import UnsupportedOperatorError
 from .builder import GraphBuilder
 
 
@@ -36,8 +40,6 @@ def unbroadcast(b: GraphBuilder, g: str, target: str, out: str) -> str:
             red = b.reduce_sum(g, axes, keepdims=True)
             return b.reshape_like(red, target) if lead else red
     if b.opset < 13:
-        from ..errors import UnsupportedOperatorError
-
         raise UnsupportedOperatorError(
             f"cannot tell statically how {target!r} was broadcast to {out!r}, and run-time un-broadcast "
             f"needs opset >= 13 (the model has {b.opset}). Pass input_shape= to build_vjp, or convert the "
@@ -54,8 +56,8 @@ def unbroadcast(b: GraphBuilder, g: str, target: str, out: str) -> str:
         diff = b.op("Sub", [b.op("Size", [gshape]), b.op("Size", [tshape])])
         ones = b.op(
             "ConstantOfShape",
-            [b.op("Unsqueeze", [diff, b.ints([0])])],
-            value=__import__("onnx").numpy_helper.from_array(__import__("numpy").ones(1, "int64")),
+            [b.unsqueeze(diff, [0])],
+            value=numpy_helper.from_array(np.ones(1, "int64")),
         )
         tshape = b.op("Concat", [ones, tshape], axis=0)
     neq = b.op("Not", [b.op("Equal", [tshape, b.shape(g)])])

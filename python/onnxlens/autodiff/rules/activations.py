@@ -229,11 +229,7 @@ def deconvnet_relu(ctx: RuleContext, grads: G) -> G:
 
 def _is_relu6(ctx: RuleContext) -> bool:
     """A Clip whose lower bound is a constant 0 (ReLU6 and friends): a member of the ReLU family."""
-    if ctx.opset < 11:
-        lo = ctx.attr("min")
-    else:
-        lo = ctx.b.constant_value(ctx.x(1)) if ctx.x(1) else None
-    return lo is not None and float(np.asarray(lo)) == 0.0
+    return any(low and bound == 0.0 for bound, low in _clip_bounds(ctx))
 
 
 def guided_clip(ctx: RuleContext, grads: G) -> G:

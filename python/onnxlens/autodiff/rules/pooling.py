@@ -124,7 +124,7 @@ def global_average_pool(ctx: RuleContext, grads: G) -> G:
     else:
         n = b.op(
             "ReduceProd",
-            [b.op("Slice", [b.shape(x), b.ints([2]), b.ints([2**62]), b.ints([0])])],
+            [b.slice(b.shape(x), [2], [2**62], [0])],
             keepdims=0,
         )
         scaled = b.op("Div", [g, b.op("Cast", [n], to=b.elem_type(x))])
