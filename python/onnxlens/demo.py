@@ -24,9 +24,10 @@ import numpy as np
 
 from .errors import ConfigurationError
 from .methods.activations import default_layers, layer_stats, safe_name, select_channels, to_nchw
+from .methods.base import softmax
 from .model import Model
-from .render import channel_grid, filter_grid, save_png
-from .render.report import Report, esc
+from .render import channel_grid, filter_grid
+from .render.report import Report, esc, write_png
 
 log = logging.getLogger("onnxlens")
 
@@ -110,16 +111,6 @@ def demo_photos() -> list[tuple[str, np.ndarray]]:
     return [(name, getattr(skdata, name)()) for name in DEMO_PHOTOS]
 
 
-def _png(path: Path, rgb: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_png(path, rgb)
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 @dataclass
 class DemoContext:
     model: Model
@@ -138,7 +129,7 @@ def page_predictions(ctx: DemoContext, report: Report) -> None:
     probs = softmax(ctx.logits)
     for i, name in enumerate(ctx.names):
         src = f"images/{name}.png"
-        _png(ctx.out / src, ctx.photos[i])
+        write_png(ctx.out / src, ctx.photos[i])
         top = np.argsort(-probs[i])[:5]
         rows = "".join(
             f"<tr><td>{k + 1}</td><td>{esc(ctx.classes[c])}</td><td class='num'>{c}</td>"
@@ -183,7 +174,7 @@ def page_activations(ctx: DemoContext, report: Report) -> None:
         for i, name in enumerate(ctx.names):
             chans = select_channels(a[i], ctx.channels)
             src = f"activations/{name}/{safe_name(layer)}.png"
-            _png(ctx.out / src, channel_grid(a[i][chans], ncols=8))
+            write_png(ctx.out / src, channel_grid(a[i][chans], ncols=8))
             sec.parts.append(Report.figure(src, esc(name), 270))
     sec.parts.append(
         "<h3>Statistics over the photos</h3>"
@@ -198,7 +189,7 @@ def page_activations(ctx: DemoContext, report: Report) -> None:
 def page_filters(ctx: DemoContext, report: Report) -> None:
     sec = report.section("First-layer filters")
     layer, w = ctx.model.filters()
-    _png(ctx.out / "filters.png", filter_grid(w))
+    write_png(ctx.out / "filters.png", filter_grid(w))
     sec.parts.append(
         Report.figure(
             "filters.png",

@@ -139,6 +139,12 @@ class Explanation:
         return f"Explanation({self.method}, heatmap={tuple(self.heatmap.shape)}, target={self.target.tolist() if self.target.ndim == 1 else 'cotangent'})"
 
 
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax along `axis`."""
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
 def target_score(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Per-sample score of the target: scores[i, target[i]] or sum(cotangent * scores)."""
     if target.dtype.kind == "f":

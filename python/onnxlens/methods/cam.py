@@ -32,6 +32,7 @@ from .base import (
     normalize_maps,
     progress,
     resolve_target,
+    softmax,
     target_score,
     to_maps,
 )
@@ -354,8 +355,7 @@ class ScoreCAM(BaseCAM):
                 sess, np.ascontiguousarray(batch, dtype=np.float32), [ctx.output], len(ch)
             )[0]
             scores[i, ch] = target_score(out, np.repeat(ctx.target[i : i + 1], len(ch), axis=0))
-        e = np.exp(scores - scores.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(scores, axis=1)
 
 
 class AblationCAM(BaseCAM):

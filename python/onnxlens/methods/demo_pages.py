@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..render import save_png
-from ..render.report import Report, esc
+from ..render import overlay
+from ..render.report import Report, esc, write_png
+from .base import softmax
 from .cam import GradCAM
 from .cli_explain import comparison_grid
 from .gradients import GuidedBackprop, GuidedGradCAM
@@ -19,16 +20,6 @@ if TYPE_CHECKING:
     from ..demo import DemoContext
 
 __all__ = ["page_guided_gradcam", "page_method_comparison", "page_top3_gradcam"]
-
-
-def _png(path, rgb: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_png(path, rgb)
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def deprocess(g: np.ndarray, layout: str = "NCHW") -> np.ndarray:
@@ -42,9 +33,8 @@ def deprocess(g: np.ndarray, layout: str = "NCHW") -> np.ndarray:
 def page_top3_gradcam(ctx: DemoContext, report: Report) -> None:
     """Grad-CAM for each photo's three most probable classes (the classic elephant example)."""
     sec = report.section("Grad-CAM: the top-3 classes")
-    probs = _softmax(ctx.logits)
+    probs = softmax(ctx.logits)
     top = np.argsort(-probs, axis=1)[:, :3]
-    n = len(ctx.names)
     x3 = np.repeat(ctx.x, 3, axis=0)
     exp = GradCAM(ctx.model, progress=False).attribute(x3, target=top.reshape(-1))
     ov = exp.overlay(np.repeat(np.asarray(ctx.photos), 3, axis=0))
@@ -54,14 +44,12 @@ def page_top3_gradcam(ctx: DemoContext, report: Report) -> None:
     )
     for i, name in enumerate(ctx.names):
         parts = [Report.figure(f"images/{name}.png", esc(name), 200)]
-        _png(ctx.out / f"images/{name}.png", ctx.photos[i])
         for k in range(3):
             c = int(top[i, k])
             src = f"explain/top3/{name}_{k}.png"
-            _png(ctx.out / src, ov[i * 3 + k])
+            write_png(ctx.out / src, ov[i * 3 + k])
             parts.append(Report.figure(src, f"{esc(ctx.classes[c])} ({probs[i, c]:.1%})", 200))
         sec.parts.append("<div>" + "".join(parts) + "</div>")
-    del n
 
 
 def page_guided_gradcam(ctx: DemoContext, report: Report) -> None:
@@ -69,11 +57,7 @@ def page_guided_gradcam(ctx: DemoContext, report: Report) -> None:
     sec = report.section("Guided Grad-CAM")
     ggc = GuidedGradCAM(ctx.model, progress=False).attribute(ctx.x)
     gb = GuidedBackprop(ctx.model, progress=False).attribute(ctx.x, target=ggc.target)
-    cam_ov = (
-        GradCAM(ctx.model, progress=False)
-        .attribute(ctx.x, target=ggc.target)
-        .overlay(np.asarray(ctx.photos))
-    )
+    cam_ov = overlay(np.asarray(ctx.photos), ggc.extras["gradcam"])  # its own Grad-CAM
     sec.parts.append(
         "<p class='note'>Grad-CAM (where), guided backpropagation (which pixels, class-agnostic detail) and "
         "guided Grad-CAM (their product: fine detail of the class's region).</p>"
@@ -88,7 +72,7 @@ def page_guided_gradcam(ctx: DemoContext, report: Report) -> None:
         parts = []
         for label, rgb in pics:
             src = f"explain/guided/{name}_{label.replace(' ', '_')}.png"
-            _png(ctx.out / src, rgb)
+            write_png(ctx.out / src, rgb)
             parts.append(Report.figure(src, f"{esc(label)}: {esc(ctx.classes[c])}", 200))
         sec.parts.append("<div>" + "".join(parts) + "</div>")
 
@@ -113,7 +97,7 @@ def page_method_comparison(ctx: DemoContext, report: Report) -> None:
         d = deletion(ctx.model, exp, steps=16, progress=False).mean_auc
         ins = insertion(ctx.model, exp, steps=16, progress=False).mean_auc
         rows.append([name, f"{dt:.2f} s", f"{d:.3f}", f"{ins:.3f}"])
-    _png(ctx.out / "explain/comparison.png", comparison_grid(np.asarray(ctx.photos), cols))
+    write_png(ctx.out / "explain/comparison.png", comparison_grid(np.asarray(ctx.photos), cols))
     sec.parts.append(
         "<p class='note'>Rows: photos; columns: the input, then "
         + esc(", ".join(METHODS))

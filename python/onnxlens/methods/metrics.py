@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 from ..errors import ConfigurationError
 from ..model import Inputs, Model
-from .base import Explanation, Method, forward_batch_size, progress, target_score
+from .base import Explanation, Method, forward_batch_size, progress, softmax, target_score
 
 __all__ = ["FaithfulnessCurve", "SanityResult", "deletion", "insertion", "sanity_check"]
 
@@ -88,8 +88,7 @@ def _curve(
                 batch[k, :, r, col] = end[i, :, r, col]
         out = model.run_batched(sess, batch, [out_name], bs)[0]
         if probabilities and tgt.dtype.kind != "f" and out.ndim == 2:
-            e = np.exp(out - out.max(axis=1, keepdims=True))
-            out = e / e.sum(axis=1, keepdims=True)
+            out = softmax(out, axis=1)
         scores[i] = target_score(out, np.repeat(tgt[i : i + 1], steps + 1, axis=0))
     fr = counts / (h * w)
     auc = np.trapezoid(scores, fr, axis=1).astype(np.float32)

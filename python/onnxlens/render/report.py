@@ -7,6 +7,10 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from .io import save_png
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#fafafa;color:#222}
 header{background:#1f2937;color:#fff;padding:18px 32px}header h1{margin:0;font-size:22px}
@@ -23,6 +27,12 @@ pre{background:#f3f4f6;padding:10px;overflow:auto;font-size:12px}
 .bar{display:inline-block;height:10px;background:#2563eb;vertical-align:middle;margin-right:6px}
 .note{color:#6b7280;font-size:13px}
 """
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Save a uint8 RGB picture as PNG at `path`, creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png(path, rgb)
 
 
 def esc(text: object) -> str:
