@@ -145,13 +145,14 @@ def page_predictions(ctx: DemoContext, report: Report) -> None:
 
 def page_summary(ctx: DemoContext, report: Report) -> None:
     sec = report.section("Layers")
-    (ctx.out / "summary.txt").write_text(ctx.model.summary())
+    text = ctx.model.summary()
+    (ctx.out / "summary.txt").write_text(text)
     (ctx.out / "summary.json").write_text(json.dumps(ctx.model.to_dict(), indent=1))
     sec.parts.append(
         f"<p class='note'>{len(ctx.model.layers)} layers, {ctx.model.param_count:,} parameters. "
         "Also as <a href='summary.txt'>text</a> and <a href='summary.json'>JSON</a> "
         "(<code>onnxlens inspect MODEL [--json]</code>).</p>"
-        f"<details><summary>layer table</summary><pre>{esc(ctx.model.summary())}</pre></details>"
+        f"<details><summary>layer table</summary><pre>{esc(text)}</pre></details>"
     )
 
 

@@ -63,7 +63,8 @@ class Occlusion(Method):
         ]
         n = x.shape[0]
         sess = m.session(("plain",), lambda: m.proto)
-        per = max(1, forward_batch_size(m, self.batch_size) // n)
+        bs = forward_batch_size(m, self.batch_size)
+        per = max(1, bs // n)
         total = np.zeros((n, h, w), np.float64)
         count = np.zeros((h, w), np.float64)
         for s in progress(range(0, len(positions), per), "Occlusion", self.progress):
@@ -75,7 +76,7 @@ class Occlusion(Method):
                 else:
                     batch[k, ..., r : r + wh, c : c + ww] = self.baseline
             flat = batch.reshape(len(chunk) * n, *x.shape[1:])
-            out = m.run_batched(sess, flat, [output], forward_batch_size(m, self.batch_size))[0]
+            out = m.run_batched(sess, flat, [output], bs)[0]
             drop = base_score[None] - target_score(
                 out, np.tile(tgt, (len(chunk),) + (1,) * (tgt.ndim - 1))
             ).reshape(len(chunk), n)
