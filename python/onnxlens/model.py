@@ -326,6 +326,10 @@ class Model:
         a working CUDA)."""
         return resolve_providers(self.device)[0] == "CPUExecutionProvider"
 
+    def plain_session(self) -> ort.InferenceSession:
+        """The cached session of the model as it is (no taps, no gradients)."""
+        return self.session(("plain",), lambda: self.proto)
+
     def session(self, key: Hashable, build: Callable[[], onnx.ModelProto]) -> ort.InferenceSession:
         """The cached ORT session for a graph variant `key`, built by `build()` on first use."""
         return self._sessions.get(key, build)
@@ -406,7 +410,7 @@ class Model:
     def run(self, inputs: Inputs, batch_size: int | None = None) -> dict[str, np.ndarray]:
         """The model's own outputs for `inputs` (images or a preprocessed array)."""
         x, _ = self.prepare(inputs)
-        sess = self.session(("plain",), lambda: self.proto)
+        sess = self.plain_session()
         bs = self.batch_size_for(
             self.tensor_bytes_per_sample(self.output_names) + 4 * x[0].size, batch_size
         )

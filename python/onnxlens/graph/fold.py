@@ -47,13 +47,13 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     ]
     if not const_nodes:
         return model
+    folded = {id(n) for n in const_nodes}  # identity: `in` on a list compares whole protos
     produced = {o for n in const_nodes for o in n.output if o}
     # What the rest of the graph reads from the constant part.
     needed = [
         t
         for t in dict.fromkeys(
-            [i for n in g.node if n not in const_nodes for i in n.input]
-            + [o.name for o in g.output]
+            [i for n in g.node if id(n) not in folded for i in n.input] + [o.name for o in g.output]
         )
         if t in produced
     ]
@@ -78,20 +78,12 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
         log.debug("constant folding skipped: %s", exc)
         return model
     if any(np.asarray(v).size > MAX_FOLDED_ELEMENTS for v in values):
-        keep = {
-            t
-            for t, v in zip(needed, values, strict=True)
-            if np.asarray(v).size > MAX_FOLDED_ELEMENTS
-        }
-        pairs = [(t, v) for t, v in zip(needed, values, strict=True) if t not in keep]
-        if keep:
-            return model  # mixed cases are rare; keep the exporter's graph as it is
-    else:
-        pairs = list(zip(needed, values, strict=True))
+        return model  # a huge folded tensor: keep the exporter's graph as it is
+    pairs = list(zip(needed, values, strict=True))
     out = onnx.ModelProto()
     out.CopyFrom(model)
     del out.graph.node[:]
-    out.graph.node.extend([n for n in g.node if n not in const_nodes])
+    out.graph.node.extend([n for n in g.node if id(n) not in folded])
     out.graph.initializer.extend([numpy_helper.from_array(np.asarray(v), name=t) for t, v in pairs])
     # Drop initializers only the folded nodes used.
     used = {i for n in out.graph.node for i in n.input} | {o.name for o in out.graph.output}

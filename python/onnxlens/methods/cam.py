@@ -334,7 +334,7 @@ class ScoreCAM(BaseCAM):
         n, c = acts.shape[:2]
         size = self._input_size(x)
         bs = forward_batch_size(m, self.batch_size)
-        sess = m.session(("plain",), lambda: m.proto)
+        sess = m.plain_session()
         scores = np.zeros((n, c), np.float32)
         flat = acts.reshape(n, c, -1)
         live = flat.max(axis=2) - flat.min(axis=2) > 0

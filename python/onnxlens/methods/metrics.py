@@ -74,7 +74,7 @@ def _curve(
     counts = np.round(np.linspace(0, h * w, steps + 1)).astype(int)
     out_name = explanation.output
     tgt = explanation.target
-    sess = model.session(("plain",), lambda: model.proto)
+    sess = model.plain_session()
     bs = forward_batch_size(model)
     scores = np.zeros((n, steps + 1), np.float32)
     for i in progress(range(n), f"{mode} curve", show):

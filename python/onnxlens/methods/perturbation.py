@@ -62,7 +62,7 @@ class Occlusion(Method):
             (r, c) for r in _starts(h, wh, self.stride[0]) for c in _starts(w, ww, self.stride[1])
         ]
         n = x.shape[0]
-        sess = m.session(("plain",), lambda: m.proto)
+        sess = m.plain_session()
         bs = forward_batch_size(m, self.batch_size)
         per = max(1, bs // n)
         total = np.zeros((n, h, w), np.float64)
