@@ -19,6 +19,7 @@ import onnx
 from onnx import helper
 
 from ..errors import UnsupportedOperatorError
+from ..graph.layers import subgraph_inputs
 from .builder import FLOAT_TYPES, GraphBuilder
 from .registry import RuleContext, RuleSet
 
@@ -31,23 +32,6 @@ def _label(node: onnx.NodeProto) -> str:
         if node.name
         else f"{node.op_type} {node.output[0]!r}"
     )
-
-
-def _subgraph_inputs(node: onnx.NodeProto) -> list[str]:
-    """Outer-scope names a control-flow node's subgraphs read (implicit inputs)."""
-    names: list[str] = []
-    for a in node.attribute:
-        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
-        for g in graphs:
-            inner = (
-                {o for n in g.node for o in n.output}
-                | {i.name for i in g.input}
-                | {t.name for t in g.initializer}
-            )
-            for n in g.node:
-                names += [i for i in n.input if i and i not in inner]
-                names += _subgraph_inputs(n)
-    return names
 
 
 class Sweep:
@@ -81,7 +65,7 @@ class Sweep:
         for w in wrt:
             self.parent[w] = (None, None)
         for node in self.model.graph.node:
-            ins = [i for i in list(node.input) + _subgraph_inputs(node) if i in reached]
+            ins = [i for i in list(node.input) + subgraph_inputs(node) if i in reached]
             if not ins:
                 continue
             for o in node.output:
@@ -94,7 +78,7 @@ class Sweep:
         needed = set(seeds)
         for node in reversed(self.model.graph.node):
             if any(o in needed for o in node.output):
-                needed.update(i for i in list(node.input) + _subgraph_inputs(node) if i)
+                needed.update(i for i in list(node.input) + subgraph_inputs(node) if i)
         return needed
 
     def add(self, tensor: str, grad: str) -> None:
@@ -126,7 +110,7 @@ class Sweep:
             wanted = tuple(
                 bool(i) and i in fwd and i in bwd and self._is_float(i) for i in node.input
             )
-            extra = [i for i in _subgraph_inputs(node) if i in fwd]
+            extra = [i for i in subgraph_inputs(node) if i in fwd]
             if not any(wanted) and not extra:
                 continue
             grads = [self.grad(o) if o else None for o in outs]

@@ -155,3 +155,20 @@ def resolve_tensor(model: onnx.ModelProto, name: str, layers: list[Layer] | None
             return la.name
     candidates = list(tensors) + sorted({la.node for la in layers})
     raise LayerNotFoundError(name, candidates)
+
+
+def subgraph_inputs(node: onnx.NodeProto) -> list[str]:
+    """Outer-scope names a control-flow node's subgraphs read (implicit inputs)."""
+    names: list[str] = []
+    for a in node.attribute:
+        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+        for g in graphs:
+            inner = (
+                {o for n in g.node for o in n.output}
+                | {i.name for i in g.input}
+                | {t.name for t in g.initializer}
+            )
+            for n in g.node:
+                names += [i for i in n.input if i and i not in inner]
+                names += subgraph_inputs(n)
+    return names

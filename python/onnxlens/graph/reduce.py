@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from ..errors import ConfigurationError, ShapeError
-from .layers import tensor_shape, value_infos
+from .layers import subgraph_inputs, tensor_shape, value_infos
 from .naming import NameGenerator
 
 SCORES = ("max", "mean")
@@ -52,11 +52,7 @@ def _required_nodes(graph: onnx.GraphProto, outputs: Sequence[str]) -> list[onnx
             continue
         keep.add(i)
         node = graph.node[i]
-        names = list(node.input)
-        for attr in node.attribute:  # subgraphs (If/Loop) read outer-scope tensors implicitly
-            for g in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
-                for sub in g.node:
-                    names.extend(sub.input)
+        names = list(node.input) + subgraph_inputs(node)  # If/Loop bodies read outer names
         stack.extend(producer[n] for n in names if n in producer)
     return [graph.node[i] for i in sorted(keep)]
 
@@ -166,13 +162,8 @@ def add_channel_reductions(
         needed = _required_nodes(g, [o.name for o in g.output])
         del g.node[:]
         g.node.extend(needed)
-        used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-        for attr_node in g.node:
-            for attr in attr_node.attribute:
-                for sub in (
-                    [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-                ):
-                    used |= {i for n in sub.node for i in n.input}
+        used = {i for n in g.node for i in (*n.input, *subgraph_inputs(n))}
+        used |= {o.name for o in g.output}
         keep_inits = [t for t in g.initializer if t.name in used]
         del g.initializer[:]
         g.initializer.extend(keep_inits)
