@@ -60,6 +60,20 @@ def window_geometry(ctx: RuleContext, kernel: list[int], transposed: bool = Fals
     }
 
 
+def transpose_pads(geo: dict, out_sp: list[int]) -> tuple[list[int], list[int] | None]:
+    """(pads, output_padding) of the ConvTranspose that spreads an (out_sp) map back over the
+    window's input: begin pads as the forward's, the end trimmed or padded so odd sizes and
+    strides land exactly on the input size."""
+    nd = geo["nd"]
+    pb = list(geo["pads"][:nd])
+    pads_end, out_pad = [], []
+    for i in range(nd):
+        r = (out_sp[i] - 1) * geo["strides"][i] + geo["eff"][i] - pb[i] - geo["in"][i]
+        pads_end.append(max(r, 0))
+        out_pad.append(max(-r, 0))
+    return pb + pads_end, (out_pad if any(out_pad) else None)
+
+
 def _geometry(ctx: RuleContext, w: str, transposed: bool = False) -> dict:
     wshape = ctx.b.static_shape(w)
     if wshape is None:
@@ -105,11 +119,7 @@ def conv_data_grad(ctx: RuleContext, g: str, x: str, w: str, geo: dict) -> str:
         gx = _depthwise_zero_insert_grad(ctx, g, wv, geo, out_sp)
         if gx is not None:
             return gx
-    pads_end, out_pad = [], []
-    for i in range(nd):
-        r = (out_sp[i] - 1) * geo["strides"][i] + geo["eff"][i] - pb[i] - geo["in"][i]
-        pads_end.append(max(r, 0))
-        out_pad.append(max(-r, 0))
+    pads, out_pad = transpose_pads(geo, out_sp)
     return b.op(
         "ConvTranspose",
         [g, w],
@@ -118,8 +128,8 @@ def conv_data_grad(ctx: RuleContext, g: str, x: str, w: str, geo: dict) -> str:
         dilations=geo["dil"],
         group=geo["group"],
         kernel_shape=geo["kernel"],
-        pads=list(pb) + pads_end,
-        output_padding=out_pad if any(out_pad) else None,
+        pads=pads,
+        output_padding=out_pad,
     )
 
 

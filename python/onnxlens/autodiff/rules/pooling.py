@@ -16,7 +16,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ..registry import RuleContext, register
-from .conv import window_geometry
+from .conv import transpose_pads, window_geometry
 
 G = list[str | None]
 
@@ -87,7 +87,6 @@ def average_pool(ctx: RuleContext, grads: G) -> G:
     b, x, g = ctx.b, ctx.x(), grads[0]
     assert g is not None
     geo = _pool_geometry(ctx)
-    nd = geo["nd"]
     div = _divisors(geo, bool(ctx.attr("count_include_pad", 0)))
     dt = b.np_dtype(x)
     scaled = b.mul(
@@ -95,12 +94,7 @@ def average_pool(ctx: RuleContext, grads: G) -> G:
     )
     # (N, C, *out) -> (N*C, 1, *out): a ones kernel with one channel, independent of C.
     flat = b.op("Reshape", [scaled, b.ints([-1, 1, *geo["out"]])])
-    pb, _pe = geo["pads"][:nd], geo["pads"][nd:]
-    pads_end, out_pad = [], []
-    for i in range(nd):
-        r = (geo["out"][i] - 1) * geo["strides"][i] + geo["eff"][i] - pb[i] - geo["in"][i]
-        pads_end.append(max(r, 0))
-        out_pad.append(max(-r, 0))
+    pads, out_pad = transpose_pads(geo, geo["out"])
     kernel = b.const(np.ones([1, 1, *geo["kernel"]], dtype=dt), hint="ones_kernel")
     up = b.op(
         "ConvTranspose",
@@ -108,8 +102,8 @@ def average_pool(ctx: RuleContext, grads: G) -> G:
         strides=geo["strides"],
         dilations=geo["dil"],
         kernel_shape=geo["kernel"],
-        pads=list(pb) + pads_end,
-        output_padding=out_pad if any(out_pad) else None,
+        pads=pads,
+        output_padding=out_pad,
     )
     return [b.reshape_like(up, x)]
 
