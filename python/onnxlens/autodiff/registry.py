@@ -57,6 +57,11 @@ class RuleContext:
     def y(self, i: int = 0) -> str:
         return self.node.output[i]
 
+    def first(self, g: str | None) -> list[str | None]:
+        """Rule result for an op whose only differentiable input is input 0 (the others are
+        shapes, axes, bounds, scales: no gradient)."""
+        return [g] + [None] * (len(self.inputs) - 1)
+
     def wants(self, i: int) -> bool:
         return i < len(self.wanted) and self.wanted[i]
 

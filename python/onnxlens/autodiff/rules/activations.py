@@ -99,7 +99,7 @@ def clip(ctx: RuleContext, grads: G) -> G:
     assert g is not None
     mask = _clip_mask(ctx)
     gx = g if mask is None else ctx.b.mul(g, mask)
-    return [gx] + [None] * (len(ctx.inputs) - 1)
+    return ctx.first(gx)
 
 
 @register("Sigmoid")
@@ -243,7 +243,7 @@ def deconvnet_clip(ctx: RuleContext, grads: G) -> G:
     """Deconvnet through ReLU6: relu of the gradient, ignoring the forward input."""
     if not _is_relu6(ctx):
         return clip(ctx, grads)
-    return [ctx.b.op("Relu", [grads[0]])] + [None] * (len(ctx.inputs) - 1)  # type: ignore[list-item]
+    return ctx.first(ctx.b.op("Relu", [grads[0]]))
 
 
 def guided_overlay() -> dict[Key | str, Rule]:

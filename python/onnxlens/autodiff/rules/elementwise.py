@@ -70,7 +70,7 @@ def identity(ctx: RuleContext, grads: G) -> G:
         mode = ctx.b.constant_value(ctx.x(2))
         if mode is None or bool(mode):
             ctx.fail("training_mode is not constant false; export the model in eval mode")
-    return [grads[0]] + [None] * (len(ctx.inputs) - 1)
+    return ctx.first(grads[0])
 
 
 @register("Cast")

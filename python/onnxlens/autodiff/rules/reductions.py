@@ -41,7 +41,7 @@ def reduce_sum_mean(ctx: RuleContext, grads: G) -> G:
     assert g is not None
     axes = _axes(ctx)
     if not axes:
-        return [g] + [None] * (len(ctx.inputs) - 1)
+        return ctx.first(g)
     gk = _expand_back(ctx, g, axes)
     if ctx.node.op_type == "ReduceMean":
         s = b.static_shape(x)
@@ -51,7 +51,7 @@ def reduce_sum_mean(ctx: RuleContext, grads: G) -> G:
         else:
             n = b.op("Div", [b.numel(x), b.numel(ctx.y())])
             gk = b.op("Div", [gk, b.op("Cast", [n], to=b.elem_type(x))])
-    return [b.op("Expand", [gk, b.shape(x)])] + [None] * (len(ctx.inputs) - 1)
+    return ctx.first(b.op("Expand", [gk, b.shape(x)]))
 
 
 @register("ReduceMax", "ReduceMin")
@@ -61,12 +61,12 @@ def reduce_max(ctx: RuleContext, grads: G) -> G:
     assert g is not None
     axes = _axes(ctx)
     if not axes:
-        return [g] + [None] * (len(ctx.inputs) - 1)
+        return ctx.first(g)
     yk = _expand_back(ctx, ctx.y(), axes)
     gk = _expand_back(ctx, g, axes)
     mask = b.op("Cast", [b.op("Equal", [x, yk])], to=b.elem_type(x))
     cnt = b.reduce_sum(mask, axes, keepdims=True)
-    return [b.mul(mask, b.op("Div", [gk, cnt]))] + [None] * (len(ctx.inputs) - 1)
+    return ctx.first(b.mul(mask, b.op("Div", [gk, cnt])))
 
 
 @register("ReduceSumSquare")
@@ -75,7 +75,7 @@ def reduce_sum_square(ctx: RuleContext, grads: G) -> G:
     assert g is not None
     axes = _axes(ctx)
     gk = _expand_back(ctx, g, axes) if axes else g
-    return [b.mul(b.mul(gk, b.scalar(2.0, x)), x)] + [None] * (len(ctx.inputs) - 1)
+    return ctx.first(b.mul(b.mul(gk, b.scalar(2.0, x)), x))
 
 
 @register("ReduceL2")
@@ -85,4 +85,4 @@ def reduce_l2(ctx: RuleContext, grads: G) -> G:
     axes = _axes(ctx)
     gk = _expand_back(ctx, g, axes) if axes else g
     yk = _expand_back(ctx, ctx.y(), axes) if axes else ctx.y()
-    return [b.mul(x, b.op("Div", [gk, yk]))] + [None] * (len(ctx.inputs) - 1)
+    return ctx.first(b.mul(x, b.op("Div", [gk, yk])))

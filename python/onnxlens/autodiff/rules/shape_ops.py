@@ -21,7 +21,7 @@ G = list[str | None]
 
 @register("Flatten", "Reshape", "Squeeze", "Unsqueeze")
 def reshape_back(ctx: RuleContext, grads: G) -> G:
-    return [ctx.b.reshape_like(grads[0], ctx.x())] + [None] * (len(ctx.inputs) - 1)  # type: ignore[arg-type]
+    return ctx.first(ctx.b.reshape_like(grads[0], ctx.x()))
 
 
 @register("Transpose")
@@ -70,7 +70,7 @@ def split(ctx: RuleContext, grads: G) -> G:
         g if g is not None else b.zeros_like(y) for g, y in zip(grads, ctx.outputs, strict=True)
     ]
     out = parts[0] if len(parts) == 1 else b.op("Concat", parts, axis=axis)
-    return [out] + [None] * (len(ctx.inputs) - 1)
+    return ctx.first(out)
 
 
 def replay_scatter(
@@ -127,7 +127,7 @@ def replay_scatter(
 
 @register("Slice")
 def slice_(ctx: RuleContext, grads: G) -> G:
-    return [replay_scatter(ctx, grads[0], duplicates=False)] + [None] * (len(ctx.inputs) - 1)  # type: ignore[arg-type]
+    return ctx.first(replay_scatter(ctx, grads[0], duplicates=False))
 
 
 @register("Gather")
@@ -164,7 +164,7 @@ def pad(ctx: RuleContext, grads: G) -> G:
     replace = {2: b.const(np.array(0, dtype=np.int64))}
     dup = mode != "constant"
     out = replay_scatter(ctx, grads[0], duplicates=dup, offset=1, replace=replace)  # type: ignore[arg-type]
-    return [out] + [None] * (len(ctx.inputs) - 1)
+    return ctx.first(out)
 
 
 @register("DepthToSpace", "SpaceToDepth")
