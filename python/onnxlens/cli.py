@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import OnnxLensError
+from .runtime.device import DEVICES
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -18,7 +19,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
         default="auto",
-        choices=["auto", "cpu", "cuda"],
+        choices=DEVICES,
         help="default: auto (CUDA only if it loads)",
     )
     p.add_argument(
@@ -214,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", default="onnxlens-demo", help="output folder (default: ./onnxlens-demo)"
     )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=cmd_demo)
 
     for plugin in _plugins():

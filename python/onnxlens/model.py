@@ -18,7 +18,7 @@ from .data.images import ImageLike
 from .data.preprocess import PreprocessSpec, sidecar_path
 from .errors import ConfigurationError, LayerNotFoundError, ShapeError
 from .graph import Layer, add_outputs, list_layers, load_model, resolve_tensor
-from .graph.layers import Shape, _dims
+from .graph.layers import Shape, _dims, opset_version
 from .graph.load import ModelSource
 from .runtime import SessionCache
 from .runtime.device import DEVICES, resolve_providers
@@ -143,7 +143,7 @@ class Model:
 
     @property
     def opset(self) -> int:
-        return next((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+        return opset_version(self.proto)
 
     @property
     def layers(self) -> list[Layer]:

@@ -172,3 +172,8 @@ def subgraph_inputs(node: onnx.NodeProto) -> list[str]:
                 names += [i for i in n.input if i and i not in inner]
                 names += subgraph_inputs(n)
     return names
+
+
+def opset_version(model: onnx.ModelProto) -> int:
+    """The model's default-domain (ai.onnx) opset version; 0 when it imports none."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)

@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from ..errors import ConfigurationError, ShapeError
-from .layers import subgraph_inputs, tensor_shape, value_infos
+from .layers import opset_version, subgraph_inputs, tensor_shape, value_infos
 from .naming import NameGenerator
 
 SCORES = ("max", "mean")
@@ -35,10 +35,6 @@ class Reduction:
     score: str
     argmax: str
     shape: str
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _required_nodes(graph: onnx.GraphProto, outputs: Sequence[str]) -> list[onnx.NodeProto]:
@@ -83,7 +79,7 @@ def add_channel_reductions(
     out.CopyFrom(model)
     g = out.graph
     new = NameGenerator(out, prefix="onnxlens/reduce")
-    opset = _opset(out)
+    opset = opset_version(out)
     infos = value_infos(model)
     known = set(infos) | {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
     nodes: list[onnx.NodeProto] = []

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..graph.layers import tensor_shape
+from ..graph.layers import opset_version, tensor_shape
 
 # Ops that map each spatial position to the same position (elementwise, per-pixel over channels).
 POINTWISE = {
@@ -208,7 +208,7 @@ class ReceptiveFields:
             hi = (first.hi[0] - pads[ay] * jump[0], first.hi[1] - pads[ax] * jump[1])
             return Field(jump, lo, hi, notes=first.notes, axes=first.axes)
         if op in ("Softmax", "LogSoftmax"):
-            axis = _attrs(node).get("axis", 1 if _opset(self.model) < 13 else -1) % 4
+            axis = _attrs(node).get("axis", 1 if opset_version(self.model) < 13 else -1) % 4
             if axis not in (0, *first.axes):  # over channels only
                 return first
         if op in ("ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceL2"):
@@ -300,10 +300,6 @@ class ReceptiveFields:
             out[..., 3] = np.clip(x1, 0, w)
         out[pos[..., 0] < 0] = -1
         return out
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def nchw_perms(fields: ReceptiveFields, tensors: Sequence[str]) -> dict[str, tuple[int, ...]]:
