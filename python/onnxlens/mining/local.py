@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from .dataset import Dataset, Shard
@@ -18,10 +17,9 @@ def run_local(
     checkpoint: Checkpoint,
     progress: bool = True,
     done_items: int = 0,
-) -> float:
-    """Mine `shards` (the ones not finished yet); returns the seconds spent. A progress bar shows
+) -> None:
+    """Mine `shards` (the ones not finished yet). A progress bar shows
     images/s over the whole DATA (finished shards counted as done)."""
-    t0 = time.perf_counter()
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -44,4 +42,3 @@ def run_local(
     finally:
         if bar is not None:
             bar.close()
-    return time.perf_counter() - t0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,11 +99,10 @@ def run_ray(
     cpus_per_actor: int = 1,
     device: str = "cpu",
     progress: bool = True,
-) -> float:
+) -> None:
     """Mine `shards` on Ray: a local Ray started here (`num_cpus` CPUs, default all) unless
-    `address` names a cluster ("auto" for the one this machine belongs to). Returns seconds."""
+    `address` names a cluster ("auto" for the one this machine belongs to)."""
     ray = _import_ray()
-    t0 = time.perf_counter()
     started = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {
@@ -153,4 +151,3 @@ def run_ray(
     finally:
         if started:
             ray.shutdown()
-    return time.perf_counter() - t0
