@@ -11,6 +11,7 @@ import pytest
 
 import onnxlens
 from onnxlens.errors import ConfigurationError, LayerNotFoundError, ModelLoadError, ShapeError
+from onnxlens.runtime import GraphKey
 from synthetic import tiny_cnn
 
 
@@ -57,7 +58,7 @@ def test_activations_equal_plain_ort_and_outputs_unchanged(request, fixture, bat
         assert acts[name].shape == ref[name].shape
         np.testing.assert_array_equal(acts[name], ref[name], err_msg=name)
     # The tapped graph keeps the original outputs bit-identical to a run of the untouched graph.
-    tapped = model.session(("taps", tuple(sorted(layers))), lambda: None)
+    tapped = model.session(GraphKey("taps", tuple(sorted(layers))), lambda: None)
     out_name = model.output_names[0]
     tapped_out = tapped.run([out_name], {model.input_name: x})[0]
     plain_out = plain_run(path.read_bytes(), x, [])[out_name]

@@ -1,4 +1,4 @@
-"""The `onnxlens gradient` command (run through autodiff.cli_gradient directly)."""
+"""The `onnxlens gradient` command (its parser alone, then through the main CLI)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxlens.autodiff import cli_gradient
+from onnxlens.cli import gradient as cli_gradient
 
 
 def _tiny_model(path):

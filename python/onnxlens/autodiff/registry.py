@@ -20,7 +20,7 @@ import onnx
 from onnx import helper
 
 from ..errors import UnsupportedOperatorError
-from .builder import GraphBuilder
+from ..graph.builder import GraphBuilder
 from .unbroadcast import unbroadcast
 
 Key = tuple[str, str]

@@ -19,8 +19,8 @@ import onnx
 from onnx import helper
 
 from ..errors import UnsupportedOperatorError
+from ..graph.builder import FLOAT_TYPES, GraphBuilder
 from ..graph.layers import subgraph_inputs
-from .builder import FLOAT_TYPES, GraphBuilder
 from .registry import RuleContext, RuleSet
 
 log = logging.getLogger("onnxlens")

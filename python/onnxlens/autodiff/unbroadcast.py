@@ -6,7 +6,7 @@ import numpy as np
 from onnx import numpy_helper
 
 from ..errors import UnsupportedOperatorError
-from .builder import GraphBuilder
+from ..graph.builder import GraphBuilder
 
 
 def _same(a: object, b: object) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -169,6 +169,42 @@ class PreprocessSpec:
         )
         fitted = np.stack([self.fit(load_image(im)) for im in items])
         return self.to_tensor(fitted), fitted
+
+
+def resolve_spec(
+    preprocess: PreprocessSpec | Mapping | str | os.PathLike | None,
+    size: tuple[int, int] | None,
+    layout: str,
+    channels: int | None,
+    model_path: Path | None = None,
+) -> PreprocessSpec:
+    """The spec for a model input of `size` (H, W; None when dynamic), `layout` and `channels`.
+
+    Precedence: an explicit PreprocessSpec; a dict of overrides on the defaults; a JSON file; the
+    model's sidecar `<model>.preprocess.json`; the defaults, with what was assumed recorded so it
+    can be announced.
+    """
+    assumed = ["channel order", "scale", "mean/std"]
+    if size is None:
+        size = (224, 224)
+        assumed.append("size")
+    base = PreprocessSpec(
+        size=size,
+        layout=layout if layout in ("NCHW", "NHWC") else "NCHW",
+        channels=channels if channels in (1, 3) else 3,
+        mean=(0.5,) if channels == 1 else PreprocessSpec.mean,
+        std=(0.5,) if channels == 1 else PreprocessSpec.std,
+        assumed=tuple(assumed),
+    )
+    if isinstance(preprocess, PreprocessSpec):
+        return preprocess
+    if isinstance(preprocess, Mapping):
+        return base.with_overrides(**preprocess)
+    if preprocess is not None:
+        return PreprocessSpec.from_file(preprocess, base)
+    if model_path is not None and sidecar_path(model_path).exists():
+        return PreprocessSpec.from_file(sidecar_path(model_path), base)
+    return base
 
 
 def sidecar_path(model_path: str | Path) -> Path:

@@ -44,7 +44,7 @@ class Layer:
         )
 
 
-def _dims(vi: onnx.ValueInfoProto) -> Shape:
+def value_dims(vi: onnx.ValueInfoProto) -> Shape:
     t = vi.type.tensor_type
     if not t.HasField("shape"):
         return None
@@ -76,7 +76,7 @@ def value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
 
 def tensor_shape(model: onnx.ModelProto, name: str) -> Shape:
     vi = value_infos(model).get(name)
-    return _dims(vi) if vi is not None else None
+    return value_dims(vi) if vi is not None else None
 
 
 def input_dependent(model: onnx.ModelProto) -> set[str]:
@@ -132,7 +132,7 @@ def list_layers(model: onnx.ModelProto) -> list[Layer]:
                     name=out,
                     op=node.op_type,
                     node=node_name,
-                    shape=_dims(vi) if vi is not None else None,
+                    shape=value_dims(vi) if vi is not None else None,
                     params=params if j == 0 else 0,
                     dtype=_dtype(vi) if vi is not None else "unknown",
                 )

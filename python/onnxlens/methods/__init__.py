@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Explanation, Method
+from .base import Method
 from .cam import (
     CAM,
     AblationCAM,
@@ -15,6 +15,7 @@ from .cam import (
     ScoreCAM,
     XGradCAM,
 )
+from .explanation import Explanation
 from .gradients import (
     Deconvolution,
     GuidedBackprop,

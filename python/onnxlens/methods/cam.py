@@ -17,25 +17,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ConfigurationError
+from ..graph.head import head_graph
 from ..model import Model
+from ..model.targets import cotangent_for, target_from_scores, target_score
 from ..render import upsample
-from .base import (
-    Explanation,
-    Method,
-    announce,
-    as_list,
-    cotangent_for,
-    default_layer,
-    forward_batch_size,
-    head_graph,
-    head_model,
-    normalize_maps,
-    progress,
-    resolve_target,
-    softmax,
-    target_score,
-    to_maps,
-)
+from ..runtime import GraphKey
+from .base import Method, as_list, forward_batch_size, progress
+from .explanation import Explanation, normalize_maps, softmax
+from .layers import announce, default_layer, to_maps
 
 __all__ = [
     "CAM",
@@ -139,21 +128,21 @@ class BaseCAM(Method):
                 x, list(dict.fromkeys([*layers, output])), batch_size=self.batch_size
             )
             scores = got[output]
-            return got, None, scores, resolve_target(target, scores)
-        head = head_model(m, layers[0]) if len(layers) == 1 else None
+            return got, None, scores, target_from_scores(target, scores)
+        head = m.head(layers[0]) if len(layers) == 1 else None
         if head is not None:
             # One forward with the layer tapped, then the VJP of the (small) head only.
             got = m.activations(
                 x, list(dict.fromkeys([*layers, output])), batch_size=self.batch_size
             )
             scores = got[output]
-            tgt = resolve_target(target, scores)
+            tgt = target_from_scores(target, scores)
             a = np.ascontiguousarray(got[layers[0]], dtype=np.float32)
             g = head.gradient(a, cotangent_for(tgt, scores.shape), output=output, wrt="input")
             return got, {layers[0]: np.asarray(g)}, scores, tgt
         if target is None:
             scores = self._scores(x, output)
-            tgt = resolve_target(None, scores)
+            tgt = target_from_scores(None, scores)
             cot = cotangent_for(tgt, scores.shape)
             acts, grads, _ = m.activations_and_gradients(
                 x, layers, cot, output=output, batch_size=self.batch_size
@@ -169,7 +158,7 @@ class BaseCAM(Method):
             x, layers, arg, output=output, batch_size=self.batch_size
         )
         scores = outs[output] if output in outs else self._scores(x, output)
-        return acts, grads, scores, resolve_target(target, scores)
+        return acts, grads, scores, target_from_scores(target, scores)
 
 
 class CAM(BaseCAM):
@@ -371,7 +360,7 @@ class AblationCAM(BaseCAM):
     ) -> np.ndarray:
         m = self.model
         layer_val = np.ascontiguousarray(ctx.layer_value, dtype=np.float32)
-        key = ("override", ctx.layer)
+        key = GraphKey("override", (ctx.layer,))
         holder: dict[str, Any] = {}
 
         def build():

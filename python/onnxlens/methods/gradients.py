@@ -14,16 +14,10 @@ import numpy as np
 
 from ..errors import ConfigurationError
 from ..model import Model
-from .base import (
-    Explanation,
-    Method,
-    cotangent_for,
-    forward_batch_size,
-    progress,
-    resolve_target,
-    target_score,
-)
+from ..model.targets import cotangent_for, target_from_scores, target_score
+from .base import Method, forward_batch_size, progress
 from .cam import GradCAM
+from .explanation import Explanation
 
 __all__ = [
     "Deconvolution",
@@ -43,7 +37,7 @@ class _GradientMethod(Method):
 
     def _target(self, x: np.ndarray, target: object, output: str) -> tuple[np.ndarray, np.ndarray]:
         scores = self._scores(x, output)
-        return scores, resolve_target(target, scores)
+        return scores, target_from_scores(target, scores)
 
     def _grad(
         self,

@@ -11,7 +11,9 @@ from onnx import numpy_helper
 
 from ..errors import ConfigurationError
 from ..model import Inputs, Model
-from .base import Explanation, Method, forward_batch_size, progress, softmax, target_score
+from ..model.targets import target_score
+from .base import Method, forward_batch_size, progress
+from .explanation import Explanation, softmax
 
 __all__ = ["FaithfulnessCurve", "SanityResult", "deletion", "insertion", "sanity_check"]
 

@@ -8,7 +8,9 @@ import numpy as np
 
 from ..errors import ConfigurationError
 from ..model import Model
-from .base import Explanation, Method, forward_batch_size, progress, resolve_target, target_score
+from ..model.targets import target_from_scores, target_score
+from .base import Method, forward_batch_size, progress
+from .explanation import Explanation
 
 __all__ = ["Occlusion"]
 
@@ -56,7 +58,7 @@ class Occlusion(Method):
                 f"occlusion window {self.window} is larger than the input {h, w}."
             )
         scores = self._scores(x, output)
-        tgt = resolve_target(target, scores)
+        tgt = target_from_scores(target, scores)
         base_score = target_score(scores, tgt)
         positions = [
             (r, c) for r in _starts(h, wh, self.stride[0]) for c in _starts(w, ww, self.stride[1])

@@ -8,10 +8,10 @@ back. `embed(model, data, layer, out)` writes a layer's vectors and a 2-D t-SNE/
 
 from __future__ import annotations
 
+from ..graph.receptive import Field, ReceptiveFields, receptive_field
 from .dataset import Dataset, open_dataset
 from .embed import embed
 from .mine import mine
-from .receptive import Field, ReceptiveFields, receptive_field
 from .result import MiningResult, load
 from .state import NumpyTopK, new_topk
 

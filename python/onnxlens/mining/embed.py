@@ -24,10 +24,11 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigurationError
+from ..graph.receptive import ReceptiveFields, nchw_perms
 from ..graph.reduce import add_channel_reductions
 from ..model import Model
+from ..runtime import GraphKey
 from .dataset import open_dataset
-from .receptive import ReceptiveFields, nchw_perms
 from .runner import DEFAULT_BATCH, iter_batches
 from .state import atomic_write
 
@@ -122,7 +123,7 @@ def embed(
     reduced, red = add_channel_reductions(
         model.proto, [tensor], "mean", keep_outputs=keep, perms=nchw_perms(fields, [tensor])
     )
-    sess = model.session(("embed", tensor, tuple(keep)), lambda: reduced)
+    sess = model.session(GraphKey("embed", (tensor, tuple(keep))), lambda: reduced)
     names = [red[tensor].score, *keep]
     bs = model.input.batch or int(batch_size or DEFAULT_BATCH)
     vecs: list[np.ndarray] = []

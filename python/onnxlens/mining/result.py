@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigurationError
+from ..graph.receptive import Field
 from .dataset import Dataset
-from .receptive import Field
 from .state import FORMAT_VERSION, atomic_save_npz, atomic_write
 
 TILE = 96  # gallery tile side in pixels

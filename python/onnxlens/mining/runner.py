@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ImageError, ShapeError
+from ..graph.receptive import ReceptiveFields, nchw_perms
 from ..graph.reduce import add_channel_reductions, split_argmax
 from ..model import Model
+from ..runtime import GraphKey
 from .dataset import Dataset, Shard
-from .receptive import ReceptiveFields, nchw_perms
 from .state import PAYLOAD, TopKState, new_topk
 
 DEFAULT_BATCH = 32
@@ -98,7 +99,9 @@ class ShardRunner:
             model.proto, self.layers, score, perms=nchw_perms(self.fields, self.layers)
         )
         self._outputs = [n for r in self.reductions.values() for n in (r.score, r.argmax, r.shape)]
-        self.session = model.session(("mining", score, tuple(self.layers)), lambda: reduced)
+        self.session = model.session(
+            GraphKey("mining", (score, tuple(self.layers))), lambda: reduced
+        )
         self.pool = cf.ThreadPoolExecutor(decode_threads or max(1, min(8, os.cpu_count() or 1)))
 
     def new_states(self, channels: Sequence[int]) -> dict[str, TopKState]:

@@ -131,7 +131,7 @@ class NumpyTopK:
 
 def core_topk_class() -> Any | None:
     try:
-        from .. import _core
+        import onnxlens._core as _core
     except ImportError:
         return None
     return getattr(_core, "TopK", None)

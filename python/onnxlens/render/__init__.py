@@ -7,7 +7,13 @@ All arrays follow DESIGN.md: maps are float32 ``(N, h, w)``, images uint8 RGB
 from __future__ import annotations
 
 from onnxlens.render.colormap import COLORMAPS, apply_colormap, colormap_table
-from onnxlens.render.grid import channel_grid, channel_grid_values, channel_stats, filter_grid
+from onnxlens.render.grid import (
+    channel_grid,
+    channel_grid_values,
+    channel_stats,
+    comparison_grid,
+    filter_grid,
+)
 from onnxlens.render.io import save_png
 from onnxlens.render.overlay import overlay, upsample
 
@@ -18,6 +24,7 @@ __all__ = [
     "channel_grid_values",
     "channel_stats",
     "colormap_table",
+    "comparison_grid",
     "filter_grid",
     "overlay",
     "save_png",

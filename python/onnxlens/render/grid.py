@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from onnxlens import _core
+import onnxlens._core as _core
 from onnxlens.errors import ConfigurationError, ShapeError
 from onnxlens.render.colormap import check_colormap
 
@@ -165,3 +165,16 @@ def channel_stats(acts: npt.ArrayLike) -> dict[str, Any]:
         "blank_channels": int(np.count_nonzero(blank)),
         "blank_channel_indices": [int(i) for i in np.flatnonzero(blank)],
     }
+
+
+def comparison_grid(
+    images: np.ndarray | None, columns: list[np.ndarray], pad: int = 4
+) -> np.ndarray:
+    """uint8 RGB grid: one row per image, the input first then one overlay per method."""
+    cols = ([images] if images is not None else []) + columns
+    n, h, w = cols[0].shape[:3]
+    grid = np.full((n * h + (n - 1) * pad, len(cols) * w + (len(cols) - 1) * pad, 3), 255, np.uint8)
+    for j, col in enumerate(cols):
+        for i in range(n):
+            grid[i * (h + pad) : i * (h + pad) + h, j * (w + pad) : j * (w + pad) + w] = col[i]
+    return grid

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from onnxlens import _core
+import onnxlens._core as _core
 from onnxlens.errors import ConfigurationError, ShapeError
 from onnxlens.render.colormap import check_colormap
 

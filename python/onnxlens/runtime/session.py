@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -52,6 +53,20 @@ def make_session(
         ) from exc
 
 
+@dataclass(frozen=True)
+class GraphKey:
+    """One graph variant of a model, as the session cache knows it.
+
+    `kind` names the rewrite ("plain", "taps", "vjp", "head", "mining", "embed", ...), `parts`
+    what makes it unique within its kind (hashable values only: tensor names, rule-set contents,
+    pinned dims), and `batch` the batch size a session is pinned to (None: as the graph says).
+    """
+
+    kind: str
+    parts: tuple[Hashable, ...] = ()
+    batch: int | None = None
+
+
 class SessionCache:
     """A small LRU of sessions keyed by graph variant (e.g. the set of tapped layers).
 
@@ -63,10 +78,12 @@ class SessionCache:
         self.device = device
         self.threads = threads
         self.maxsize = maxsize
-        self._sessions: OrderedDict[Hashable, ort.InferenceSession] = OrderedDict()
+        self._sessions: OrderedDict[GraphKey, ort.InferenceSession] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, build: Callable[[], onnx.ModelProto]) -> ort.InferenceSession:
+    def get(self, key: GraphKey, build: Callable[[], onnx.ModelProto]) -> ort.InferenceSession:
+        if not isinstance(key, GraphKey):
+            raise TypeError(f"session keys are GraphKey instances, got {type(key).__name__}")
         with self._lock:
             sess = self._sessions.get(key)
             if sess is not None:

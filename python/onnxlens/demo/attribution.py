@@ -7,17 +7,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..render import overlay
+from ..methods.cam import GradCAM
+from ..methods.explanation import softmax
+from ..methods.gradients import GuidedBackprop, GuidedGradCAM
+from ..methods.metrics import deletion, insertion
+from ..methods.registry import METHODS, make
+from ..render import comparison_grid, overlay
 from ..render.report import Report, esc, write_png
-from .base import softmax
-from .cam import GradCAM
-from .cli_explain import comparison_grid
-from .gradients import GuidedBackprop, GuidedGradCAM
-from .metrics import deletion, insertion
-from .registry import METHODS, make
 
 if TYPE_CHECKING:
-    from ..demo import DemoContext
+    from .pages import DemoContext
 
 __all__ = ["page_guided_gradcam", "page_method_comparison", "page_top3_gradcam"]
 

@@ -1,22 +1,17 @@
-"""`onnxlens mine` and `onnxlens embed`: argparse wiring over `onnxlens.mining.mine` / `embed`.
-
-`add_parser(subparsers)` registers both commands (the main CLI's plugin loop calls it once);
-`add_embed_parser` registers `embed` alone for a CLI that wires the commands one by one. Run as
-`python -m onnxlens.mining.cli mine ...` it works without the main CLI.
-"""
+"""`onnxlens mine MODEL DATA --layers ... --out DIR`: top-k images and patches per channel."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .common import add_model_args, add_preprocess_args, load_model
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_args, add_preprocess_args
 
+def dataset_args(p: argparse.ArgumentParser) -> None:
+    """MODEL DATA, the model and preprocessing options, --batch-size, --out, --quiet."""
     add_model_args(p)  # MODEL, --device, --threads
     p.add_argument(
         "data",
@@ -33,18 +28,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _load_model(args: argparse.Namespace) -> Any:
-    from ..cli import load_model
-
-    return load_model(args)
-
-
-def _has(sub: Any, name: str) -> bool:
-    return name in getattr(sub, "choices", {})
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `mine` (and `embed`, unless already there); returns the `mine` parser."""
+def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "mine",
         help="top-k maximally activating images and patches per channel over a dataset (resumable, local or Ray)",
@@ -55,7 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "when the same command is re-run."
         ),
     )
-    _model_args(p)
+    dataset_args(p)
     p.add_argument(
         "--layers",
         nargs="+",
@@ -111,15 +95,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="skip the patch galleries (arrays and index only)",
     )
     p.set_defaults(func=run)
-    if not _has(subparsers, "embed"):
-        add_embed_parser(subparsers)
-    return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from .mine import mine
+    from ..mining import mine
 
-    model = _load_model(args)
+    model = load_model(args)
     try:
         res = mine(
             model,
@@ -140,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
     except KeyboardInterrupt:
-        from .state import Checkpoint
+        from ..mining.state import Checkpoint
 
         done = len(Checkpoint(Path(args.out)).done())
         again = " without --restart" if args.restart else ""  # --restart would discard them
@@ -156,70 +137,3 @@ def run(args: argparse.Namespace) -> int:
         f"{len(meta['layers'])} layer(s); open {res.dir / 'index.html'}"
     )
     return 0
-
-
-def add_embed_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "embed",
-        help="a layer's vectors over a dataset and their 2-D map (t-SNE, or UMAP), as PNG and HTML",
-    )
-    _model_args(p)
-    p.add_argument(
-        "--layer",
-        required=True,
-        help="tensor or node name; (N, C, H, W) layers are averaged over H, W",
-    )
-    p.add_argument(
-        "--method",
-        choices=["tsne", "umap"],
-        default="tsne",
-        help="t-SNE (scikit-learn, default) or UMAP (umap-learn)",
-    )
-    p.add_argument(
-        "--color-by",
-        choices=["auto", "folder", "predicted", "none"],
-        default="auto",
-        help="default: folder labels if any, else predicted class",
-    )
-    p.add_argument("--perplexity", type=float, default=30.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--thumbnails", type=int, default=2000, help="max thumbnails in map.html (default 2000)"
-    )
-    p.set_defaults(func=run_embed)
-    return p
-
-
-def run_embed(args: argparse.Namespace) -> int:
-    from .embed import embed
-
-    model = _load_model(args)
-    res = embed(
-        model,
-        args.data,
-        args.layer,
-        args.out,
-        batch_size=args.batch_size,
-        method=args.method,
-        color_by=args.color_by,
-        seed=args.seed,
-        perplexity=args.perplexity,
-        thumbnails=args.thumbnails,
-        progress=not args.quiet,
-    )
-    print(f"embedded {len(res['paths'])} images; see {args.out}/map.png and {args.out}/map.html")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m onnxlens.mining.cli {mine,embed} ...` (same options as the main CLI)."""
-    from ..cli import run_command
-
-    parser = argparse.ArgumentParser(prog="onnxlens")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    return run_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

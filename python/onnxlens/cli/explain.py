@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..render import comparison_grid
+from .common import add_model_args, add_preprocess_args, load_model
+
 log = logging.getLogger("onnxlens")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ..cli import add_model_args, add_preprocess_args
-    from .registry import METHODS
+    from ..methods.registry import METHODS
 
     p = subparsers.add_parser(
         "explain", help="attribution heat maps (Grad-CAM, IG, occlusion, ...) for images"
@@ -66,11 +68,10 @@ def _target(text: str | None, model) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import load_model
     from ..data import load_image
+    from ..methods.activations import safe_name
+    from ..methods.registry import METHODS, make
     from ..render import save_png
-    from .activations import safe_name
-    from .registry import METHODS, make
 
     model = load_model(args)
     names = list(METHODS) if "all" in args.method else list(dict.fromkeys(args.method))
@@ -111,29 +112,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _class_names(model) -> list[str] | None:
-    try:
-        from ..demo import imagenet_classes
+    from ..data.classes import class_names_for
 
-        shape = model.layer(model.output_names[0]).shape
-        k = shape[-1] if shape else None
-        names = imagenet_classes()
-        return names if k == len(names) else None
-    except Exception:  # class names are a nicety
-        return None
+    shape = model.layer(model.output_names[0]).shape
+    k = shape[-1] if shape else None
+    return class_names_for(k if isinstance(k, int) else None)
 
 
 def _label(t: int, classes: list[str] | None) -> str:
     return f"{t} ({classes[t]})" if classes else str(t)
-
-
-def comparison_grid(
-    images: np.ndarray | None, columns: list[np.ndarray], pad: int = 4
-) -> np.ndarray:
-    """uint8 RGB grid: one row per image, the input first then one overlay per method."""
-    cols = ([images] if images is not None else []) + columns
-    n, h, w = cols[0].shape[:3]
-    grid = np.full((n * h + (n - 1) * pad, len(cols) * w + (len(cols) - 1) * pad, 3), 255, np.uint8)
-    for j, col in enumerate(cols):
-        for i in range(n):
-            grid[i * (h + pad) : i * (h + pad) + h, j * (w + pad) : j * (w + pad) + w] = col[i]
-    return grid

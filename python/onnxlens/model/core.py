@@ -1,12 +1,10 @@
-"""Model: an exported ONNX model with inspection, activations and (later) gradient entry points."""
+"""Model: an exported ONNX model composed of its graph, sessions and gradient component."""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +12,20 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from .data.images import ImageLike
-from .data.preprocess import PreprocessSpec, sidecar_path
-from .errors import ConfigurationError, LayerNotFoundError, ShapeError
-from .graph import Layer, add_outputs, list_layers, load_model, resolve_tensor
-from .graph.layers import Shape, _dims, opset_version
-from .graph.load import ModelSource
-from .runtime import SessionCache
-from .runtime.device import DEVICES, resolve_providers
+from ..autodiff import VJPFunction
+from ..autodiff.build import Rules
+from ..data.images import ImageLike
+from ..data.preprocess import PreprocessSpec, resolve_spec
+from ..errors import ConfigurationError, LayerNotFoundError, ShapeError
+from ..graph import Layer, add_outputs, list_layers, load_model, resolve_tensor
+from ..graph.head import head_graph
+from ..graph.inputs import InputInfo, input_infos
+from ..graph.layers import opset_version
+from ..graph.load import ModelSource
+from ..runtime import GraphKey, SessionCache, batching
+from ..runtime.device import DEVICES, resolve_providers
+from . import describe
+from .gradients import Gradients
 
 log = logging.getLogger("onnxlens")
 
@@ -30,51 +34,6 @@ log = logging.getLogger("onnxlens")
 DEFAULT_MEMORY_LIMIT = 1 << 30
 
 Inputs = np.ndarray | ImageLike | Sequence[ImageLike]
-
-
-@dataclass(frozen=True)
-class InputInfo:
-    name: str
-    shape: Shape
-    dtype: np.dtype
-    layout: str  # "NCHW", "NHWC" or "other"
-
-    @property
-    def batch(self) -> int | None:
-        """The static batch size, or None when the batch dim is dynamic."""
-        if not self.shape:
-            return None
-        d = self.shape[0]
-        return d if isinstance(d, int) and d > 0 else None
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        """(H, W) when static."""
-        if self.layout == "NCHW" and self.shape is not None:
-            h, w = self.shape[2], self.shape[3]
-        elif self.layout == "NHWC" and self.shape is not None:
-            h, w = self.shape[1], self.shape[2]
-        else:
-            return None
-        return (h, w) if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 else None
-
-    @property
-    def channels(self) -> int | None:
-        if self.shape is None or self.layout == "other":
-            return None
-        c = self.shape[1] if self.layout == "NCHW" else self.shape[3]
-        return c if isinstance(c, int) and c > 0 else None
-
-
-def _layout(shape: Shape) -> str:
-    if shape is None or len(shape) != 4:
-        return "other"
-    c1, c3 = shape[1], shape[3]
-    if isinstance(c1, int) and c1 in (1, 3, 4):
-        return "NCHW"
-    if isinstance(c3, int) and c3 in (1, 3, 4):
-        return "NHWC"
-    return "NCHW"
 
 
 class Model:
@@ -105,17 +64,7 @@ class Model:
         self._sessions = SessionCache(device, threads)
         self._layers = list_layers(self.proto)
         self._layer_by_name = {la.name: la for la in self._layers}
-        inits = {t.name for t in self.proto.graph.initializer}
-        self.inputs = [
-            InputInfo(
-                v.name,
-                _dims(v),
-                np.dtype(onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type)),
-                _layout(_dims(v)),
-            )
-            for v in self.proto.graph.input
-            if v.name not in inits  # IR < 4 lists initializers as inputs too
-        ]
+        self.inputs: list[InputInfo] = input_infos(self.proto)
         if not self.inputs:
             raise ConfigurationError(
                 "the model has no runtime inputs (all inputs are initializers)."
@@ -123,6 +72,9 @@ class Model:
         self.input = next((i for i in self.inputs if i.layout != "other"), self.inputs[0])
         self.output_names = [o.name for o in self.proto.graph.output]
         self.preprocess = self._build_spec(preprocess)
+        self.gradients = Gradients(self)
+        self._heads: dict[str, Model | None] = {}
+        self._notices: set[tuple[str, ...]] = set()
 
     # -- description ---------------------------------------------------------------------------
     @property
@@ -179,103 +131,25 @@ class Model:
         return sum(la.params for la in self._layers)
 
     def to_dict(self) -> dict:
-        return {
-            "model": self.name,
-            "opset": self.opset,
-            "producer": f"{self.proto.producer_name} {self.proto.producer_version}".strip(),
-            "inputs": [
-                {
-                    "name": i.name,
-                    "shape": list(i.shape or ()),
-                    "dtype": str(i.dtype),
-                    "layout": i.layout,
-                }
-                for i in self.inputs
-            ],
-            "outputs": self.output_names,
-            "layers": [
-                {
-                    "name": la.name,
-                    "op": la.op,
-                    "shape": list(la.shape) if la.shape else None,
-                    "params": la.params,
-                }
-                for la in self._layers
-            ],
-            "total_params": self.param_count,
-            "preprocess": self.preprocess.to_dict(),
-        }
+        """The model card as plain data (what `onnxlens inspect --json` prints)."""
+        return describe.to_dict(self)
 
     def summary(self, max_name: int = 48) -> str:
         """A table like Keras `model.summary()`: layer, op, output shape, params, with totals."""
-
-        def fmt_shape(s: Shape) -> str:
-            return (
-                "?" if s is None else "(" + ", ".join("?" if d is None else str(d) for d in s) + ")"
-            )
-
-        def clip(s: str) -> str:
-            return s if len(s) <= max_name else "…" + s[-(max_name - 1) :]
-
-        rows = [
-            (clip(la.name), la.op, fmt_shape(la.shape), f"{la.params:,}") for la in self._layers
-        ]
-        head = ("Layer (tensor)", "Op", "Output shape", "Params")
-        widths = [
-            max(len(head[i]), *(len(r[i]) for r in rows)) if rows else len(head[i])
-            for i in range(4)
-        ]
-        line = "  ".join(
-            h.ljust(w) if i < 3 else h.rjust(w)
-            for i, (h, w) in enumerate(zip(head, widths, strict=True))
-        )
-        bar = "=" * len(line)
-        out = [
-            f'Model: "{self.name}"  (opset {self.opset}, {self.proto.producer_name or "unknown producer"})'
-        ]
-        for i in self.inputs:
-            out.append(f"Input {i.name!r}: {fmt_shape(i.shape)} {i.dtype} {i.layout}")
-        out += [bar, line, bar]
-        for r in rows:
-            out.append(
-                "  ".join(
-                    c.ljust(w) if i < 3 else c.rjust(w)
-                    for i, (c, w) in enumerate(zip(r, widths, strict=True))
-                )
-            )
-        out.append(bar)
-        total = self.param_count
-        out.append(f"Total params: {total:,} ({total * 4 / 2**20:.2f} MB as float32)")
-        out.append(f"Layers: {len(self._layers)}  Outputs: {', '.join(self.output_names)}")
-        return "\n".join(out)
+        return describe.summary(self, max_name)
 
     # -- preprocessing -------------------------------------------------------------------------
     def _build_spec(
         self, preprocess: PreprocessSpec | Mapping | str | os.PathLike | None
     ) -> PreprocessSpec:
         info = self.input
-        assumed = ["channel order", "scale", "mean/std"]
-        size = info.size
-        if size is None:
-            size = (224, 224)
-            assumed.append("size")
-        base = PreprocessSpec(
-            size=size,
-            layout=info.layout if info.layout in ("NCHW", "NHWC") else "NCHW",
-            channels=info.channels if info.channels in (1, 3) else 3,
-            mean=(0.5,) if info.channels == 1 else PreprocessSpec.mean,
-            std=(0.5,) if info.channels == 1 else PreprocessSpec.std,
-            assumed=tuple(assumed),
+        return resolve_spec(
+            preprocess,
+            size=info.size,
+            layout=info.layout,
+            channels=info.channels,
+            model_path=self.path,
         )
-        if isinstance(preprocess, PreprocessSpec):
-            return preprocess
-        if isinstance(preprocess, Mapping):
-            return base.with_overrides(**preprocess)
-        if preprocess is not None:
-            return PreprocessSpec.from_file(preprocess, base)
-        if self.path is not None and sidecar_path(self.path).exists():
-            return PreprocessSpec.from_file(sidecar_path(self.path), base)
-        return base
 
     def prepare(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray | None]:
         """(model input tensor, fitted uint8 RGB images or None) for an array or images.
@@ -328,35 +202,29 @@ class Model:
 
     def plain_session(self) -> ort.InferenceSession:
         """The cached session of the model as it is (no taps, no gradients)."""
-        return self.session(("plain",), lambda: self.proto)
+        return self.session(GraphKey("plain"), lambda: self.proto)
 
-    def session(self, key: Hashable, build: Callable[[], onnx.ModelProto]) -> ort.InferenceSession:
+    def session(self, key: GraphKey, build: Callable[[], onnx.ModelProto]) -> ort.InferenceSession:
         """The cached ORT session for a graph variant `key`, built by `build()` on first use."""
         return self._sessions.get(key, build)
 
     def batch_size_for(self, bytes_per_sample: int, requested: int | None = None) -> int:
         """Batch size under the memory bound, respecting a static model batch."""
-        static = self.input.batch
-        if static is not None:
-            return static
-        if requested:
-            return int(requested)
-        return max(1, int(self.memory_limit // max(1, bytes_per_sample)))
+        return batching.batch_size_for(
+            bytes_per_sample, self.memory_limit, self.input.batch, requested
+        )
 
-    def tensor_bytes_per_sample(self, names: Iterable[str]) -> int:
+    def tensor_bytes_per_sample(self, names: Sequence[str]) -> int:
+        """float32 bytes per sample of the named tensors; an unknown shape counts as 64 times the
+        input (the widest common expansion)."""
+        ishape = self.input.shape or ()
+        fallback = (
+            4 * 64 * int(np.prod([d for d in ishape[1:] if isinstance(d, int) and d > 0] or [1]))
+        )
         total = 0
         for name in names:
             la = self._layer_by_name.get(name)
-            shape = la.shape if la else None
-            if shape and all(isinstance(d, int) and d > 0 for d in shape[1:]):
-                total += 4 * math.prod([int(d) for d in shape[1:] if isinstance(d, int)])
-            else:  # unknown shape: assume as large as the input, times the widest common expansion
-                ishape = self.input.shape or ()
-                total += (
-                    4
-                    * 64
-                    * int(np.prod([d for d in ishape[1:] if isinstance(d, int) and d > 0] or [1]))
-                )
+            total += batching.bytes_per_sample(la.shape if la else None, fallback)
         return total
 
     def run_batched(
@@ -369,43 +237,18 @@ class Model:
         progress: str | None = None,
         whole: Collection[str] = (),
     ) -> list[np.ndarray]:
-        """Run `session` over `x` (and per-sample `extra` feeds) in batches; concatenated outputs.
-
-        A session with a static batch size (the model's own, or a graph specialised to one) gets
-        exactly that many samples per run: the last batch is padded with copies of its first sample
-        and the padding dropped from the results. Outputs named in `whole` are not per sample (a
-        shape, say): the first run's value is returned as it is.
-        """
-        n = x.shape[0]
-        static = self.input.batch
-        if static is None:
-            dim0 = next(i.shape for i in session.get_inputs() if i.name == self.input_name)[0]
-            static = dim0 if isinstance(dim0, int) and dim0 > 0 else None
-        chunks: list[list[np.ndarray]] = [[] for _ in output_names]
-        starts = range(0, n, batch_size)
-        iterator: Iterable[int] = starts
-        if progress and len(starts) > 1:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(starts, desc=progress, unit="batch", leave=False)
-        for s in iterator:
-            e = min(n, s + batch_size)
-            feeds = {self.input_name: x[s:e]}
-            for k, v in (extra or {}).items():
-                feeds[k] = v[s:e]
-            real = e - s
-            if static is not None and real != static:
-                pad = static - real
-                feeds = {
-                    k: np.concatenate([v, np.repeat(v[:1], pad, axis=0)]) for k, v in feeds.items()
-                }
-            outs = session.run(list(output_names), feeds)
-            for c, name, o in zip(chunks, output_names, outs, strict=True):
-                c.append(o[:real] if static is not None and name not in whole else o)
-        return [
-            c[0] if len(c) == 1 or name in whole else np.concatenate(c)
-            for name, c in zip(output_names, chunks, strict=True)
-        ]
+        """`runtime.run_batched` on this model's image input (see there)."""
+        return batching.run_batched(
+            session,
+            self.input_name,
+            x,
+            output_names,
+            batch_size,
+            extra=extra,
+            progress=progress,
+            whole=whole,
+            static_batch=self.input.batch,
+        )
 
     def run(self, inputs: Inputs, batch_size: int | None = None) -> dict[str, np.ndarray]:
         """The model's own outputs for `inputs` (images or a preprocessed array)."""
@@ -443,7 +286,7 @@ class Model:
         fetch = [t for t in fetch if t not in input_taps]
         results: dict[str, np.ndarray] = {t: x for t in input_taps}
         if fetch:
-            key = ("taps", tuple(sorted(fetch)))
+            key = GraphKey("taps", tuple(sorted(fetch)))
             sess = self.session(key, lambda: add_outputs(self.proto, fetch))
             bs = self.batch_size_for(
                 self.tensor_bytes_per_sample(fetch) + 4 * x[0].size, batch_size
@@ -452,13 +295,39 @@ class Model:
             results.update(dict(zip(fetch, outs, strict=True)))
         return {name: results[t] for name, t in zip(layers, tensors, strict=True)}
 
-    # -- gradients (onnxlens.autodiff) ---------------------------------------------------------
+    # -- gradients (self.gradients, over onnxlens.autodiff) ------------------------------------
+    def vjp_function(
+        self,
+        seeds: Sequence[str] | str,
+        wrt: Sequence[str] | str = "input",
+        rules: Rules = None,
+        keep: Sequence[str] = (),
+        batch: int | None = None,
+        input_shape: Sequence[int] | None = None,
+    ) -> VJPFunction:
+        """The compiled VJP of (seeds, wrt, rules, keep): build once, call many times.
+
+        ``f = model.vjp_function("logits", batch=8)`` then ``f({model.input_name: x}, {"logits":
+        c}).gradients`` is one ONNX Runtime run. Names are tensor names, node names or "input";
+        the function keys everything by tensor name (`f.seeds`, `f.wrt`). `batch` pins the CPU
+        session to that many samples a call (the fastest form). `input_shape` (batch first) pins a
+        dynamic-size input's dims.
+        """
+        return self.gradients.function(
+            [seeds] if isinstance(seeds, str) else list(seeds),
+            [wrt] if isinstance(wrt, str) else list(wrt),
+            rules,
+            keep,
+            batch,
+            input_shape,
+        )
+
     def vjp(
         self,
         inputs: Inputs,
         cotangents: Mapping[str, np.ndarray],
         wrt: Sequence[str] | str = "input",
-        rules: object = None,
+        rules: Rules = None,
         batch_size: int | None = None,
     ) -> dict[str, np.ndarray]:
         """Vector-Jacobian product: gradients of sum_k <cotangents[k], tensor k> w.r.t. `wrt`.
@@ -471,9 +340,7 @@ class Model:
         a new batch size pays a session build (about 1 s for ResNet-50) and a short last batch is
         padded to the batch size rather than given its own session.
         """
-        from .autodiff.api import vjp
-
-        return vjp(self, inputs, cotangents, wrt, rules, batch_size)  # type: ignore[arg-type]
+        return self.gradients.vjp(inputs, cotangents, wrt, rules, batch_size)
 
     def gradient(
         self,
@@ -481,16 +348,14 @@ class Model:
         target: object,
         output: str | None = None,
         wrt: Sequence[str] | str = "input",
-        rules: object = None,
+        rules: Rules = None,
         batch_size: int | None = None,
     ) -> np.ndarray | dict[str, np.ndarray]:
         """Gradient of a score w.r.t. the input (or layers). `target`: a class index, one index
         per sample, or a float cotangent array shaped like `output` (dense outputs). `output`
         defaults to the first output. An array shaped like the input (or like the layer) for a
         single `wrt` name; a dict keyed by the names for a list."""
-        from .autodiff.api import gradient
-
-        return gradient(self, inputs, target, output, wrt, rules, batch_size)  # type: ignore[arg-type]
+        return self.gradients.gradient(inputs, target, output, wrt, rules, batch_size)
 
     def activations_and_gradients(
         self,
@@ -498,13 +363,43 @@ class Model:
         layers: Sequence[str] | str,
         target: object,
         output: str | None = None,
-        rules: object = None,
+        rules: Rules = None,
         batch_size: int | None = None,
+        wrt_input: bool = False,
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(activations, their gradients, model outputs) from one run per batch (Grad-CAM)."""
-        from .autodiff.api import activations_and_gradients
+        return self.gradients.activations_and_gradients(
+            inputs, layers, target, output, rules, batch_size, wrt_input
+        )
 
-        return activations_and_gradients(self, inputs, layers, target, output, rules, batch_size)  # type: ignore[arg-type]
+    # -- sub-models and notices --------------------------------------------------------------
+    def head(self, tensor: str) -> Model | None:
+        """A cached Model of the sub-graph from `tensor` to the outputs (`graph.head_graph`),
+        sharing this model's device and thread settings; None when no such graph exists."""
+        if tensor not in self._heads:
+            proto = head_graph(self.proto, tensor)
+            try:
+                self._heads[tensor] = (
+                    None
+                    if proto is None
+                    else Model(
+                        proto,
+                        device=self.device,
+                        threads=self.threads,
+                        memory_limit=self.memory_limit,
+                    )
+                )
+            except Exception as exc:  # a head that ORT or the checker rejects: use the full graph
+                log.debug("onnxlens: no head graph for %s: %s", tensor, exc)
+                self._heads[tensor] = None
+        return self._heads[tensor]
+
+    def notice_once(self, key: tuple[str, ...], message: str, *args: object) -> None:
+        """Log `message` at INFO the first time `key` is seen for this model (default-layer
+        announcements: once per model and choice, not on every call)."""
+        if key not in self._notices:
+            self._notices.add(key)
+            log.info(message, *args)
 
     # -- weights as pictures -------------------------------------------------------------------
     def conv_layers(self) -> list[Layer]:

@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..graph import NameGenerator
-from ..graph.layers import Shape, _dims, value_infos
+from .layers import Shape, value_dims, value_infos
+from .naming import NameGenerator
 
 _INT64_OPS = {"Shape", "Size", "NonZero", "ArgMax", "ArgMin"}
 _BOOL_OPS = {
@@ -67,7 +67,7 @@ class GraphBuilder:
         if c is not None:
             return tuple(int(d) for d in c.shape)
         vi = self._infos.get(name)
-        return _dims(vi) if vi is not None else None
+        return value_dims(vi) if vi is not None else None
 
     def rank(self, name: str) -> int | None:
         s = self.static_shape(name)

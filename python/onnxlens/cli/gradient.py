@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigurationError
+from .common import add_model_args, add_preprocess_args, load_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from ..cli import add_model_args, add_preprocess_args
 
     p = subparsers.add_parser(
         "gradient",
@@ -81,8 +81,6 @@ def gradient_image(g: np.ndarray, size: tuple[int, int] | None, layout: str = "N
 
 def run(args: argparse.Namespace) -> int:
     import cv2
-
-    from ..cli import load_model
 
     model = load_model(args)
     x, fitted = model.prepare([str(p) for p in args.images])

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..graph.layers import opset_version, tensor_shape
+from .layers import opset_version, tensor_shape
 
 # Ops that map each spatial position to the same position (elementwise, per-pixel over channels).
 POINTWISE = {

@@ -1,0 +1,64 @@
+"""run_demo: every page builder of the demo report over the built-in model and photos."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..data.classes import imagenet_classes
+from ..model import Model
+from ..render.report import Report
+from .assets import demo_photos, export_efficientnet_lite0
+from .attribution import page_guided_gradcam, page_method_comparison, page_top3_gradcam
+from .pages import (
+    DemoContext,
+    page_activations,
+    page_filters,
+    page_predictions,
+    page_summary,
+)
+
+log = logging.getLogger("onnxlens")
+
+#: The report's pages in order; each is `(ctx, report) -> None`. Later capabilities add theirs.
+PAGES: list[Callable[[DemoContext, Report], None]] = [
+    page_predictions,
+    page_top3_gradcam,
+    page_guided_gradcam,
+    page_method_comparison,
+    page_summary,
+    page_activations,
+    page_filters,
+]
+
+
+def run_demo(
+    out_dir: str | Path = "onnxlens-demo",
+    model_path: str | Path | None = None,
+    device: str = "auto",
+) -> Path:
+    """Export (once) and explain EfficientNet-Lite0 on real photos; returns the report's index.html."""
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = export_efficientnet_lite0(model_path)
+    model = Model(path, device=device)
+    names, raw = zip(*demo_photos(), strict=True)
+    x, fitted = model.prepare(list(raw))
+    assert fitted is not None
+    ctx = DemoContext(
+        model, out, list(names), list(fitted), x, imagenet_classes(), model.predict(x)
+    )
+    report = Report(
+        "onnxlens demo: EfficientNet-Lite0 (ImageNet weights)",
+        f"{path.name} · input {model.input_name} {tuple(model.input.shape or ())} · preprocessing: {model.preprocess.describe()}",
+    )
+    for page in PAGES:
+        t = time.perf_counter()
+        page(ctx, report)
+        ctx.timings[page.__name__] = time.perf_counter() - t
+    index = report.write(out)
+    log.info("demo finished in %.1fs", time.perf_counter() - t0)
+    return index
