@@ -54,6 +54,13 @@ class VJPFunction:
         self._primal_inputs = [n for n in self._input_names if n not in graph.seed_inputs.values()]
         # One fetch list, in a fixed order: outputs, kept activations, gradients.
         self._fetch = [*graph.primal_outputs, *graph.keep, *graph.grad_outputs.values()]
+        # Declared per-sample dims of every feed (None where dynamic): checked per call, so a
+        # wrong shape is an onnxlens error that names the tensor, not ORT's InvalidArgument.
+        self._dims = {
+            i.name: [d if isinstance(d, int) and d > 0 else None for d in i.shape]
+            for i in session.get_inputs()
+        }
+        self._seed_of = {name: t for t, name in graph.seed_inputs.items()}
         self._split = (len(graph.primal_outputs), len(graph.keep))
 
     @classmethod
@@ -127,7 +134,29 @@ class VJPFunction:
                     f"{n0}."
                 )
         out.update(seeds)
+        for name, arr in out.items():
+            self._check(name, arr)
         return out
+
+    def _check(self, name: str, arr: np.ndarray) -> None:
+        want = self._dims.get(name)
+        if want is None:
+            return
+        what = (
+            f"the cotangent for {self._seed_of[name]!r}"
+            if name in self._seed_of
+            else f"input {name!r}"
+        )
+        if arr.ndim != len(want) or any(
+            w is not None and w != g for w, g in zip(want, arr.shape, strict=False)
+        ):
+            shown = tuple("?" if w is None else w for w in want)
+            hint = (
+                f" (this function was compiled for batch {self.batch})"
+                if self.batch is not None and arr.ndim and arr.shape[0] != self.batch
+                else ""
+            )
+            raise ShapeError(f"{what} must have shape {shown}, got {arr.shape}{hint}.")
 
     def run(
         self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str] | None = None

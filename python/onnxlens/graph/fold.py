@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .layers import input_dependent
+from .layers import input_dependent, subgraph_inputs
 
 log = logging.getLogger("onnxlens")
 
@@ -85,10 +85,27 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     del out.graph.node[:]
     out.graph.node.extend([n for n in g.node if id(n) not in folded])
     out.graph.initializer.extend([numpy_helper.from_array(np.asarray(v), name=t) for t, v in pairs])
-    # Drop initializers only the folded nodes used.
-    used = {i for n in out.graph.node for i in n.input} | {o.name for o in out.graph.output}
+    # Drop initializers only the folded nodes used (If/Loop bodies read outer tensors too).
+    used = {i for n in out.graph.node for i in [*n.input, *subgraph_inputs(n)]}
+    used |= {o.name for o in out.graph.output}
     kept = [t for t in out.graph.initializer if t.name in used]
+    dropped = {t.name for t in out.graph.initializer} - {t.name for t in kept}
     del out.graph.initializer[:]
     out.graph.initializer.extend(kept)
+    if model.ir_version < 4:
+        # IR < 4 lists every initializer as a graph input too: a dropped one must leave the
+        # inputs (or it becomes a required feed), a new one must join them.
+        listed = {v.name for v in out.graph.input}
+        inputs = [v for v in out.graph.input if v.name not in dropped]
+        for t, v in pairs:
+            if t not in listed:
+                arr = np.asarray(v)
+                inputs.append(
+                    onnx.helper.make_tensor_value_info(
+                        t, onnx.helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape)
+                    )
+                )
+        del out.graph.input[:]
+        out.graph.input.extend(inputs)
     del out.graph.value_info[:]
     return out
