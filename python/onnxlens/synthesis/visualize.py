@@ -1,0 +1,247 @@
+"""visualize(): feature visualisation by gradient ascent, one ONNX Runtime run per step.
+
+The loop per step: parameters -> [0, 1] image -> random transforms -> the model's preprocessing
+-> model + objective (one compiled VJP run: values and input gradient) -> the adjoints back
+through preprocessing, transforms and parameterisation -> minus the priors' gradients -> one
+optimiser step. Every map in the chain is differentiated exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigurationError
+from ..model import Model
+from .compiled import ObjectiveFunction, stack_targets
+from .objectives import Objective, as_objective
+from .optim import Optimizer, make_optimizer
+from .param import (
+    PARAMETERIZATIONS,
+    FFTImage,
+    MacoImage,
+    Parameterization,
+    PixelImage,
+    magnitude_spectrum,
+)
+from .regularizers import Regularizer
+from .space import ModelSpace
+from .transforms import Chain, Transform, standard_transforms
+
+log = logging.getLogger("onnxlens")
+
+DEFAULT_SIZE = (128, 128)
+
+
+@dataclass
+class Visualization:
+    """What `visualize` returns.
+
+    images: uint8 (N, H, W, 3) RGB (grey models: the channel repeated); images_float: float32
+    (N, H, W, C) in [0, 1]; trajectory: float32 (steps, N), each row's objective per step (on the
+    transformed image the step used); final: float32 (N,), each objective on its final,
+    untransformed image; snapshots: {step: uint8 images} at the requested steps.
+    """
+
+    objectives: list[Objective]
+    images: np.ndarray
+    images_float: np.ndarray
+    trajectory: np.ndarray
+    final: np.ndarray
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"Visualization({len(self)} images {self.images.shape[1]}x{self.images.shape[2]}, "
+            f"{self.trajectory.shape[0]} steps)"
+        )
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) [0, 1] -> uint8 (N, H, W, 3)."""
+    u8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+    return np.repeat(u8, 3, axis=3) if u8.shape[3] == 1 else np.ascontiguousarray(u8)
+
+
+def _make_param(
+    kind: str | Callable[[int], Parameterization],
+    n: int,
+    channels: int,
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    decorrelate: bool,
+    magnitude: np.ndarray | None,
+) -> Parameterization:
+    if callable(kind):
+        return kind(n)
+    if kind == "fft":
+        return FFTImage(n, channels, size, decorrelate=decorrelate, rng=rng)
+    if kind == "pixel":
+        return PixelImage(n, channels, size, decorrelate=decorrelate, rng=rng)
+    if kind == "maco":
+        assert magnitude is not None, "visualize estimates the magnitude before making params"
+        return MacoImage(n, magnitude, size, decorrelate=decorrelate, rng=rng)
+    raise ConfigurationError(
+        f"unknown parameterisation {kind!r}; use one of {', '.join(PARAMETERIZATIONS)}."
+    )
+
+
+def visualize(
+    model: Model,
+    objectives: Objective | str | Sequence[Objective | str],
+    size: tuple[int, int] | None = None,
+    steps: int = 512,
+    param: str | Callable[[int], Parameterization] = "fft",
+    transforms: Sequence[Transform] | str | None = "standard",
+    optimizer: str | Optimizer = "adam",
+    lr: float | None = None,
+    regularizers: Sequence[Regularizer] = (),
+    decorrelate: bool = True,
+    magnitude_images: Sequence[np.ndarray] | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    snapshots: Sequence[int] = (),
+    progress: bool = True,
+) -> Visualization:
+    """Images that maximise each objective (one image per objective, batched).
+
+    `objectives`: one Objective (or "layer:channel"), or a list: row i of the result maximises
+    objectives[i]. `size` (H, W): the image size; the model's own for a fixed-size model,
+    default 128x128 otherwise. `param`: "fft" (lucid's default), "pixel", "maco" (phase only,
+    its magnitude spectrum from `magnitude_images`), or a callable n -> Parameterization.
+    `transforms`: "standard" (lucid's pad/jitter/scale/rotate), None, or a list. `optimizer`:
+    "adam" (lr 0.05) or "rmsprop" (keras-vis' normalised RMSprop, lr 0.01), or an Optimizer.
+    `regularizers` are subtracted from the objective. `batch_size` objectives run per compiled
+    batch (default: all, at most 16). `snapshots`: steps at which to keep the images.
+    """
+    objs = [objectives] if isinstance(objectives, Objective | str) else list(objectives)
+    if not objs:
+        raise ConfigurationError("no objectives given; pass e.g. channel('layer', 0).")
+    objs = [as_objective(o) for o in objs]
+    if steps < 1:
+        raise ConfigurationError(f"steps must be >= 1, got {steps}.")
+    model_size = model.input.size
+    if size is None:
+        size = model_size or DEFAULT_SIZE
+    size = (int(size[0]), int(size[1]))
+    if model_size is not None and tuple(model_size) != size:
+        raise ConfigurationError(
+            f"{model.name} takes {model_size[0]}x{model_size[1]} images; size={size} cannot be "
+            "fed to it. Leave size unset."
+        )
+    space = ModelSpace(model.preprocess.with_overrides(size=size))
+    chans = space.channels
+    if transforms == "standard":
+        chain = Chain(standard_transforms())
+    elif transforms is None:
+        chain = Chain([])
+    elif isinstance(transforms, str):
+        raise ConfigurationError(
+            f"transforms must be 'standard', None or a list; got {transforms!r}."
+        )
+    else:
+        chain = Chain(transforms)
+    chain = chain.fitted(size)
+    magnitude = None
+    if param == "maco":
+        if not magnitude_images:
+            raise ConfigurationError(
+                "param='maco' needs magnitude_images= (real photos whose mean magnitude "
+                "spectrum the images keep), e.g. onnxlens.demo.demo_photos()."
+            )
+        magnitude = magnitude_spectrum(magnitude_images, size)
+        if magnitude.shape[0] != chans:
+            magnitude = np.repeat(magnitude.mean(0, keepdims=True), chans, axis=0)
+    bs = int(batch_size or min(len(objs), 16))
+    rng = np.random.default_rng(seed)
+    keep = sorted({int(s) for s in snapshots if 0 <= int(s) <= steps})
+
+    images, trajectories, finals = [], [], []
+    snaps: dict[int, list[np.ndarray]] = {s: [] for s in keep}
+    chunks = list(range(0, len(objs), bs))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps * len(chunks), desc="visualize", unit="step", leave=False)
+    interrupted = False
+    done_steps = steps
+    for c0 in chunks:
+        chunk = objs[c0 : c0 + bs]
+        n = len(chunk)
+        f = ObjectiveFunction(model, stack_targets(chunk) if n > 1 else chunk[0], n, size)
+        p = _make_param(param, n, chans, size, rng, decorrelate, magnitude)
+        opt = make_optimizer(optimizer, lr)
+        traj = np.zeros((steps, n), np.float32)
+        try:
+            for step in range(steps):
+                if step in snaps:
+                    snaps[step].append(_to_uint8(p.image()))
+                img = p.image()
+                chain.sample(rng, n)
+                value, gx = f(space.to_model(chain.forward(img)))
+                g_img = chain.backward(space.backward(gx))
+                for r in regularizers:
+                    g_img -= r.weight * r.grad(img)
+                opt.step(p.params, p.backward(g_img))
+                traj[step] = value
+                if not np.isfinite(value).all():
+                    raise ConfigurationError(
+                        f"the objective became non-finite at step {step}; lower the learning "
+                        "rate (lr=) or add a regulariser."
+                    )
+                if bar is not None:
+                    bar.update(1)
+        except KeyboardInterrupt:
+            # Keep what is done: this chunk's images as they are, no further chunks.
+            interrupted, done_steps = True, step
+            traj = traj[:step]
+        final_img = p.image()
+        if steps in snaps:
+            snaps[steps].append(_to_uint8(final_img))
+        finals.append(f.values(space.to_model(final_img)))
+        images.append(final_img)
+        trajectories.append(traj)
+        if interrupted:
+            log.warning(
+                "onnxlens: visualize interrupted at step %d; returning %d of %d images",
+                done_steps, sum(len(i) for i in images), len(objs),
+            )  # fmt: skip
+            objs = objs[: sum(len(i) for i in images)]
+            break
+    if bar is not None:
+        bar.close()
+    img = np.concatenate(images)
+    return Visualization(
+        objectives=objs,
+        images=_to_uint8(img),
+        images_float=np.ascontiguousarray(img.transpose(0, 2, 3, 1)),
+        trajectory=(
+            np.concatenate(trajectories, axis=1)
+            if len({t.shape[0] for t in trajectories}) == 1
+            else np.concatenate(
+                [t[: min(x.shape[0] for x in trajectories)] for t in trajectories], axis=1
+            )
+        ),
+        final=np.concatenate(finals),
+        snapshots={s: np.concatenate(v) for s, v in snaps.items() if len(v) == len(images)},
+        settings={
+            "size": list(size),
+            "steps": steps,
+            "param": param if isinstance(param, str) else "custom",
+            "transforms": transforms
+            if isinstance(transforms, str) or transforms is None
+            else "custom",
+            "optimizer": optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
+            "seed": seed,
+            "interrupted": interrupted,
+        },
+    )
