@@ -223,3 +223,34 @@ def test_model_caches_custom_rule_sets_by_content(tmp_path, monkeypatch):
     np.testing.assert_array_equal(
         model.vjp(x, {"y0": seed}, "input", rules=same)["input"], [[2, 0, 2]]
     )
+
+
+def test_overlay_rules_declare_the_outputs_they_differentiate():
+    """An overlay rule for a multi-output op gets one cotangent per output when it declares
+    differentiable_outputs(None), zeros where a part has none; undeclared, it takes output 0 only
+    and a cotangent on another output is refused."""
+    from onnxlens.autodiff.registry import differentiable_outputs
+    from onnxlens.errors import UnsupportedOperatorError
+
+    m = op_model("Split", {"x": ["N", 4]}, {"axis": 1, "num_outputs": 2}, opset=18, n_outputs=2)
+    counts = []
+
+    @differentiable_outputs(None)
+    def doubled_split(ctx, grads):
+        counts.append(len(grads))
+        b = ctx.b
+        return ctx.first(b.mul(b.op("Concat", grads, axis=1), b.scalar(2.0, ctx.x())))
+
+    vg = build_vjp(m, ["y1"], ["x"], rules={"Split": doubled_split})
+    c = np.array([[1.0, -3.0], [0.5, 2.0]])
+    (g,) = session(vg.proto).run(
+        [vg.grad_outputs["x"]], {"x": np.ones((2, 4)), vg.seed_inputs["y1"]: c}
+    )
+    np.testing.assert_array_equal(g, [[0, 0, 2, -6], [0, 0, 1, 4]])
+    assert counts == [2]
+
+    def first_part_only(ctx, grads):
+        return ctx.first(grads[0])
+
+    with pytest.raises(UnsupportedOperatorError, match=r"output 1 \('y1'\)"):
+        build_vjp(m, ["y1"], ["x"], rules={"Split": first_part_only})

@@ -127,3 +127,40 @@ def test_input_not_mutated():
     before = m.SerializeToString()
     build_vjp(m, ["y"], ["x"])
     assert m.SerializeToString() == before
+
+
+def _split_model():
+    # x -> Split -> p, q, r ; y = Exp(p) ; z = Sigmoid(q) (r feeds nothing) ; e = Exp(x) (other path)
+    nodes = [
+        helper.make_node("Split", ["x"], ["p", "q", "r"], axis=1, num_outputs=3, name="split"),
+        helper.make_node("Exp", ["p"], ["y"], name="exp"),
+        helper.make_node("Sigmoid", ["q"], ["z"], name="sig"),
+        helper.make_node("Exp", ["x"], ["e"], name="exp_x"),
+    ]
+    return _model(nodes, [("x", ["N", 6])], ["y", "z", "e"], opset=18)
+
+
+@pytest.mark.parametrize(("seeds", "zeros"), [(["y"], 2), (["y", "z"], 1), (["e"], 0)])
+def test_zeros_only_for_the_other_outputs_of_a_live_node(seeds, zeros):
+    """Split is live when one part has a cotangent: the parts without one get zeros (rules never
+    see an absent cotangent); when no part has one (only e seeded) Split is a dead branch and no
+    zeros are made at all."""
+    vg = build_vjp(_split_model(), seeds, ["x"])
+    ops = [n.op_type for n in vg.proto.graph.node if n.name.startswith("grad/")]
+    assert ops.count("ConstantOfShape") == zeros
+    assert ("Concat" in ops) == ("e" not in seeds)
+    check_vjp(_split_model(), {"x": np.linspace(-1.0, 1.0, 12).reshape(2, 6)}, seeds=seeds)
+
+
+@pytest.mark.parametrize("seeds", [["mean"], ["y", "inv"]])
+def test_a_cotangent_on_an_output_the_rule_does_not_take_is_refused(seeds):
+    """LayerNormalization's rule differentiates the normalised output only; a gradient reaching
+    its Mean or InvStdDev output is an error naming the node and the output, not ignored."""
+    nodes = [
+        helper.make_node(
+            "LayerNormalization", ["x", "s"], ["y", "mean", "inv"], axis=-1, name="ln7"
+        )
+    ]
+    m = _model(nodes, [("x", ["N", 4])], ["y", "mean", "inv"], inits=[("s", np.ones(4))])
+    with pytest.raises(UnsupportedOperatorError, match=r"'ln7'.*output 0 only.*output \d"):
+        build_vjp(m, seeds, ["x"])

@@ -8,6 +8,9 @@
 3. Nodes are visited in reverse topological order; a tensor's contributions are summed (Add for
    two, Sum for more) only when its producer is reached or it is a requested gradient, so absent
    gradients stay absent and no zero tensors are made for dead branches.
+4. A rule gets a cotangent for every output it takes (`registry.rule_outputs`): the only zeros
+   the sweep makes are for the other outputs of a node already differentiated (the unused parts
+   of a Split), and a cotangent on an output the rule does not take is an error naming the node.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from onnx import helper
 from ..errors import UnsupportedOperatorError
 from ..graph.builder import FLOAT_TYPES, GraphBuilder
 from ..graph.layers import subgraph_inputs
-from .registry import RuleContext, RuleSet
+from ..graph.walk import ancestors
+from .registry import Rule, RuleContext, RuleSet, rule_outputs
 
 log = logging.getLogger("onnxlens")
 
@@ -75,14 +79,24 @@ class Sweep:
         return reached
 
     def backward_reach(self, seeds: Sequence[str]) -> set[str]:
-        needed = set(seeds)
-        for node in reversed(self.model.graph.node):
-            if any(o in needed for o in node.output):
-                needed.update(i for i in list(node.input) + subgraph_inputs(node) if i)
-        return needed
+        return ancestors(self.model.graph, seeds)[0]
 
     def add(self, tensor: str, grad: str) -> None:
         self.contribs.setdefault(tensor, []).append(grad)
+
+    def cotangents(self, ctx: RuleContext, rule: Rule) -> list[str]:
+        """The cotangents `rule` takes for the outputs of ctx.node, which has at least one:
+        zeros for a taken output without one, an error for an untaken output with one."""
+        outs = ctx.outputs
+        n = rule_outputs(rule, len(outs))
+        for j, o in enumerate(outs[n:], n):
+            if o in self.contribs:
+                taken = "output 0" if n == 1 else f"outputs 0-{n - 1}"
+                ctx.fail(
+                    f"its rule differentiates {taken} only, and output {j} ({o!r}) receives a "
+                    f"gradient; seed or differentiate tensors computed from {outs[:n]} only"
+                )
+        return [self.grad(o) or self.b.zeros_like(o) for o in outs[:n]]
 
     def grad(self, tensor: str) -> str | None:
         parts = self.contribs.get(tensor)
@@ -113,9 +127,6 @@ class Sweep:
             extra = [i for i in subgraph_inputs(node) if i in fwd]
             if not any(wanted) and not extra:
                 continue
-            grads = [self.grad(o) if o else None for o in outs]
-            if all(g is None for g in grads):
-                continue
             rule = self.rules.lookup(node.domain, node.op_type)
             if rule is None or extra:
                 where = (
@@ -133,6 +144,7 @@ class Sweep:
             ctx = RuleContext(
                 node, self.b, wanted, path=self.path(outs[0]) if outs[0] in fwd else _label(node)
             )
+            grads = self.cotangents(ctx, rule)
             result = rule(ctx, grads)
             for i, g in enumerate(result):
                 if g is not None and i < len(wanted) and wanted[i]:

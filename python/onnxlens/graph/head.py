@@ -5,6 +5,9 @@ from __future__ import annotations
 import onnx
 
 from .layers import value_infos
+from .walk import ancestors
+
+_GRAPH_ATTRS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
 def head_graph(
@@ -19,35 +22,18 @@ def head_graph(
     g = proto.graph
     inits = {t.name for t in g.initializer}
     runtime_inputs = {v.name for v in g.input if v.name not in inits}
-    producer = {o: n for n in g.node for o in n.output}
-    keep: set[int] = set()
-    index = {id(n): i for i, n in enumerate(g.node)}
-    stack = [o.name for o in g.output]
-    seen: set[str] = set()
-    reached: set[str] = set()
-    while stack:
-        t = stack.pop()
-        if t in seen or t == tensor or t in inits or not t:
-            continue
-        seen.add(t)
-        if t in runtime_inputs:
-            if not allow_input:
-                return None
-            reached.add(t)
-            continue
-        node = producer.get(t)
-        if node is None:
-            continue
-        keep.add(index[id(node)])
-        stack.extend(node.input)
-        for attr in node.attribute:  # sub-graphs (If/Loop) may read outer tensors
-            if attr.type == onnx.AttributeProto.GRAPH:
-                return None
+    seen, keep = ancestors(g, [o.name for o in g.output], stop={tensor})
+    reached = (seen & runtime_inputs) - {tensor}
+    if reached and not allow_input:
+        return None
+    # Sub-graphs (If/Loop bodies) would need their outer reads cut at `tensor` too.
+    if any(a.type in _GRAPH_ATTRS for i in keep for a in g.node[i].attribute):
+        return None
     infos = value_infos(proto)
     vi = infos.get(tensor)
     if vi is None or not vi.type.tensor_type.elem_type:
         return None
-    nodes = [g.node[i] for i in sorted(keep)]
+    nodes = [g.node[i] for i in keep]
     used = {i for n in nodes for i in n.input}
     inp = onnx.ValueInfoProto()
     inp.CopyFrom(vi)
@@ -61,7 +47,7 @@ def head_graph(
         [inp] + [v for v in g.input if v.name in reached],
         list(g.output),
         initializer=[t for t in g.initializer if t.name in used],
-        value_info=[v for v in g.value_info if v.name in seen and v.name != tensor],
+        value_info=[v for v in g.value_info if v.name in seen - inits - {tensor}],
     )
     head = onnx.helper.make_model(
         graph, opset_imports=list(proto.opset_import), ir_version=proto.ir_version

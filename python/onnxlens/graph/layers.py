@@ -169,8 +169,8 @@ def subgraph_inputs(node: onnx.NodeProto) -> list[str]:
                 | {t.name for t in g.initializer}
             )
             for n in g.node:
-                names += [i for i in n.input if i and i not in inner]
-                names += subgraph_inputs(n)
+                # A nested body may read this body's own tensors: those are not outer names.
+                names += [i for i in (*n.input, *subgraph_inputs(n)) if i and i not in inner]
     return names
 
 

@@ -18,7 +18,6 @@ keep exact fields, and mining knows which axis holds the channels of an NHWC fea
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import onnx
 from onnx import numpy_helper
 
 from .layers import opset_version, tensor_shape
+from .shapes import same_pads
 
 # Ops that map each spatial position to the same position (elementwise, per-pixel over channels).
 POINTWISE = {
@@ -239,11 +239,7 @@ class ReceptiveFields:
             hw = self._hw(node.input[0])
             if hw is None:
                 return Field(whole=True, reason=f"{label} uses auto_pad with unknown input size")
-            for ax in range(2):
-                total = max(
-                    0, (math.ceil(hw[ax] / s[ax]) - 1) * s[ax] + (k[ax] - 1) * d[ax] + 1 - hw[ax]
-                )
-                pads[ax] = total // 2 if auto == "SAME_UPPER" else total - total // 2
+            pads[:2] = same_pads(hw, k, s, d, auto)[0]
         elif auto == "VALID":
             pads = [0, 0, 0, 0]
         jump, lo, hi = [], [], []

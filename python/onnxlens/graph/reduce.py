@@ -18,6 +18,7 @@ from onnx import TensorProto, helper
 from ..errors import ConfigurationError, ShapeError
 from .layers import opset_version, subgraph_inputs, tensor_shape, value_infos
 from .naming import NameGenerator
+from .walk import ancestors
 
 SCORES = ("max", "mean")
 
@@ -35,22 +36,6 @@ class Reduction:
     score: str
     argmax: str
     shape: str
-
-
-def _required_nodes(graph: onnx.GraphProto, outputs: Sequence[str]) -> list[onnx.NodeProto]:
-    """Nodes the given outputs depend on, in graph order (the rest of the model is dead weight)."""
-    producer = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
-    keep: set[int] = set()
-    stack = [producer[o] for o in outputs if o in producer]
-    while stack:
-        i = stack.pop()
-        if i in keep:
-            continue
-        keep.add(i)
-        node = graph.node[i]
-        names = list(node.input) + subgraph_inputs(node)  # If/Loop bodies read outer names
-        stack.extend(producer[n] for n in names if n in producer)
-    return [graph.node[i] for i in sorted(keep)]
 
 
 def add_channel_reductions(
@@ -155,7 +140,7 @@ def add_channel_reductions(
         dims = [None] * rank if rank is not None else None
         g.output.append(helper.make_tensor_value_info(o.name, o.type.tensor_type.elem_type, dims))
     if prune:
-        needed = _required_nodes(g, [o.name for o in g.output])
+        needed = [g.node[i] for i in ancestors(g, [o.name for o in g.output])[1]]
         del g.node[:]
         g.node.extend(needed)
         used = {i for n in g.node for i in (*n.input, *subgraph_inputs(n))}

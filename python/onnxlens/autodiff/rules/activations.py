@@ -16,39 +16,31 @@ import math
 
 import numpy as np
 
-from ..registry import Key, Rule, RuleContext, register
-
-G = list[str | None]
+from ..registry import InputGrads, Key, Rule, RuleContext, defelementwise, register
 
 
 def _gt0(ctx: RuleContext, t: str) -> str:
     return ctx.b.op("Greater", [t, ctx.b.scalar(0.0, t)])
 
 
+@defelementwise("Relu")
 def _relu_mask(ctx: RuleContext) -> str:
     """[x > 0] of a Relu, read from its output (y > 0 iff x > 0)."""
     return ctx.b.step(ctx.y(), 0.0, above=True)
 
 
-@register("Relu")
-def relu(ctx: RuleContext, grads: G) -> G:
-    return [ctx.b.mul(grads[0], _relu_mask(ctx))]  # type: ignore[arg-type]
-
-
-@register("LeakyRelu")
-def leaky_relu(ctx: RuleContext, grads: G) -> G:
-    """g * (alpha + (1 - alpha) [x > 0]); with alpha > 0, x > 0 iff y > 0."""
-    b, g = ctx.b, grads[0]
-    assert g is not None
+@defelementwise("LeakyRelu")
+def leaky_relu(ctx: RuleContext) -> str:
+    """alpha + (1 - alpha) [x > 0]; with alpha > 0, x > 0 iff y > 0."""
+    b = ctx.b
     alpha = float(ctx.attr("alpha", 0.01))
     src = ctx.y() if alpha > 0 else ctx.x()
-    return [b.mul(g, b.affine(b.step(src, 0.0, above=True), 1.0 - alpha, alpha, like=src))]
+    return b.affine(b.step(src, 0.0, above=True), 1.0 - alpha, alpha, like=src)
 
 
 @register("PRelu")
-def prelu(ctx: RuleContext, grads: G) -> G:
+def prelu(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b, g = ctx.b, grads[0]
-    assert g is not None
     pos = _gt0(ctx, ctx.x())
     gx = b.select(pos, g, b.mul(g, ctx.x(1))) if ctx.wants(0) else None
     gs = None
@@ -58,10 +50,10 @@ def prelu(ctx: RuleContext, grads: G) -> G:
 
 
 @register("ThresholdedRelu")
-def thresholded_relu(ctx: RuleContext, grads: G) -> G:
+def thresholded_relu(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b = ctx.b
     cond = b.op("Greater", [ctx.x(), b.scalar(float(ctx.attr("alpha", 1.0)), ctx.x())])
-    return [b.where_zero(cond, grads[0])]  # type: ignore[arg-type]
+    return [b.where_zero(cond, grads[0])]
 
 
 def _clip_bounds(ctx: RuleContext) -> list[tuple[float | str, bool]]:
@@ -93,105 +85,97 @@ def _clip_mask(ctx: RuleContext) -> str | None:
 
 
 @register("Clip")
-def clip(ctx: RuleContext, grads: G) -> G:
+def clip(ctx: RuleContext, grads: list[str]) -> InputGrads:
     """Gradient where min < x < max (as torch's hardtanh and ReLU6); none to min/max."""
-    g = grads[0]
-    assert g is not None
-    mask = _clip_mask(ctx)
-    gx = g if mask is None else ctx.b.mul(g, mask)
-    return ctx.first(gx)
+    g, mask = grads[0], _clip_mask(ctx)
+    return ctx.first(g if mask is None else ctx.b.mul(g, mask))
 
 
-@register("Sigmoid")
-def sigmoid(ctx: RuleContext, grads: G) -> G:
+@defelementwise("Sigmoid")
+def sigmoid(ctx: RuleContext) -> str:
     b, y = ctx.b, ctx.y()
-    return [b.mul(grads[0], b.mul(y, b.op("Sub", [b.scalar(1.0, y), y])))]  # type: ignore[arg-type]
+    return b.mul(y, b.op("Sub", [b.scalar(1.0, y), y]))
 
 
-@register("HardSigmoid")
-def hard_sigmoid(ctx: RuleContext, grads: G) -> G:
+@defelementwise("HardSigmoid")
+def hard_sigmoid(ctx: RuleContext) -> str:
     """alpha strictly inside the linear part, -beta/alpha < x < (1 - beta)/alpha. The mask reads
     x, not y: y rounds to 0 or 1 a few ulps inside the bounds (torch's hardsigmoid: |x| < 3)."""
     b, x = ctx.b, ctx.x()
     alpha, beta = float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5))
     if alpha == 0:
-        return [b.mul(grads[0], b.scalar(0.0, x))]  # type: ignore[arg-type]
+        return b.scalar(0.0, x)
     lo, hi = sorted((-beta / alpha, (1.0 - beta) / alpha))
     inside = b.mul(b.step(x, lo, above=True), b.step(x, hi, above=False))
-    return [b.mul(b.mul(grads[0], inside), b.scalar(alpha, x))]  # type: ignore[arg-type]
+    return b.mul(inside, b.scalar(alpha, x))
 
 
-@register("HardSwish")
-def hard_swish(ctx: RuleContext, grads: G) -> G:
+@defelementwise("HardSwish")
+def hard_swish(ctx: RuleContext) -> str:
     """torch's hardswish backward: 0 up to -3, x/3 + 1/2 strictly between, 1 from 3 on.
 
     As d = 2u - ([x > -3] + [x >= 3]) / 2 with u = HardSigmoid(x, 1/6, 1/2): in float32 seven
     passes that all stay in ORT's NCHWc layout (HardSigmoid, Add, BatchNormalization, Mul)."""
-    b, x, g = ctx.b, ctx.x(), grads[0]
-    assert g is not None
+    b, x = ctx.b, ctx.x()
     u = b.op("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)
     steps = b.op("Add", [b.step(x, -3.0, above=True), b.step(x, 3.0, above=True, inclusive=True)])
-    d = b.op("Add", [b.op("Add", [b.affine(steps, -0.5, 0.0, like=x), u]), u])
-    return [b.mul(g, d)]
+    return b.op("Add", [b.op("Add", [b.affine(steps, -0.5, 0.0, like=x), u]), u])
 
 
-@register("Tanh")
-def tanh(ctx: RuleContext, grads: G) -> G:
+@defelementwise("Tanh")
+def tanh(ctx: RuleContext) -> str:
     b, y = ctx.b, ctx.y()
-    return [b.mul(grads[0], b.op("Sub", [b.scalar(1.0, y), b.mul(y, y)]))]  # type: ignore[arg-type]
+    return b.op("Sub", [b.scalar(1.0, y), b.mul(y, y)])
 
 
 @register("Elu")
-def elu(ctx: RuleContext, grads: G) -> G:
+def elu(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b, g, y = ctx.b, grads[0], ctx.y()
     alpha = float(ctx.attr("alpha", 1.0))
     neg = b.mul(g, b.op("Add", [y, b.scalar(alpha, y)]))
-    return [b.select(_gt0(ctx, ctx.x()), g, neg)]  # type: ignore[list-item]
+    return [b.select(_gt0(ctx, ctx.x()), g, neg)]
 
 
 @register("Selu")
-def selu(ctx: RuleContext, grads: G) -> G:
+def selu(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b, g, y = ctx.b, grads[0], ctx.y()
     alpha = float(ctx.attr("alpha", 1.67326319217681884765625))
     gamma = float(ctx.attr("gamma", 1.05070102214813232421875))
     pos = b.mul(g, b.scalar(gamma, y))
     neg = b.mul(g, b.op("Add", [y, b.scalar(alpha * gamma, y)]))
-    return [b.select(_gt0(ctx, ctx.x()), pos, neg)]  # type: ignore[list-item]
+    return [b.select(_gt0(ctx, ctx.x()), pos, neg)]
 
 
 @register("Celu")
-def celu(ctx: RuleContext, grads: G) -> G:
+def celu(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b, g, y = ctx.b, grads[0], ctx.y()
     alpha = float(ctx.attr("alpha", 1.0))
     neg = b.mul(g, b.op("Add", [b.mul(y, b.scalar(1.0 / alpha, y)), b.scalar(1.0, y)]))
-    return [b.select(_gt0(ctx, ctx.x()), g, neg)]  # type: ignore[list-item]
+    return [b.select(_gt0(ctx, ctx.x()), g, neg)]
 
 
-@register("Softplus")
-def softplus(ctx: RuleContext, grads: G) -> G:
-    return [ctx.b.mul(grads[0], ctx.b.op("Sigmoid", [ctx.x()]))]  # type: ignore[arg-type]
+@defelementwise("Softplus")
+def softplus(ctx: RuleContext) -> str:
+    return ctx.b.op("Sigmoid", [ctx.x()])
 
 
 @register("Softsign")
-def softsign(ctx: RuleContext, grads: G) -> G:
+def softsign(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b, x = ctx.b, ctx.x()
     d = b.op("Add", [b.scalar(1.0, x), b.op("Abs", [x])])
-    return [b.op("Div", [grads[0], b.mul(d, d)])]  # type: ignore[list-item]
+    return [b.op("Div", [grads[0], b.mul(d, d)])]
 
 
-@register("Mish")
-def mish(ctx: RuleContext, grads: G) -> G:
+@defelementwise("Mish")
+def mish(ctx: RuleContext) -> str:
     b, x = ctx.b, ctx.x()
     t = b.op("Tanh", [b.op("Softplus", [x])])
-    d = b.op(
-        "Add",
-        [t, b.mul(b.mul(x, b.op("Sigmoid", [x])), b.op("Sub", [b.scalar(1.0, x), b.mul(t, t)]))],
-    )
-    return [b.mul(grads[0], d)]  # type: ignore[arg-type]
+    sech2 = b.op("Sub", [b.scalar(1.0, x), b.mul(t, t)])
+    return b.op("Add", [t, b.mul(b.mul(x, b.op("Sigmoid", [x])), sech2)])
 
 
-@register("Gelu")
-def gelu(ctx: RuleContext, grads: G) -> G:
+@defelementwise("Gelu")
+def gelu(ctx: RuleContext) -> str:
     b, x = ctx.b, ctx.x()
     s = lambda v: b.scalar(v, x)  # noqa: E731
     if ctx.attr("approximate", "none") == "tanh":
@@ -200,31 +184,29 @@ def gelu(ctx: RuleContext, grads: G) -> G:
         u = b.mul(b.mul(x, b.op("Add", [s(1.0), b.mul(x2, s(0.044715))])), s(k))
         t = b.op("Tanh", [u])
         du = b.mul(b.op("Add", [s(1.0), b.mul(x2, s(3 * 0.044715))]), s(k))
-        d = b.op(
+        return b.op(
             "Add",
             [
                 b.mul(b.op("Add", [s(1.0), t]), s(0.5)),
                 b.mul(b.mul(b.mul(x, s(0.5)), b.op("Sub", [s(1.0), b.mul(t, t)])), du),
             ],
         )
-    else:
-        cdf = b.mul(b.op("Add", [s(1.0), b.erf(b.mul(x, s(1.0 / math.sqrt(2.0))))]), s(0.5))
-        pdf = b.mul(b.op("Exp", [b.mul(b.mul(x, x), s(-0.5))]), s(1.0 / math.sqrt(2.0 * math.pi)))
-        d = b.op("Add", [cdf, b.mul(x, pdf)])
-    return [b.mul(grads[0], d)]  # type: ignore[arg-type]
+    cdf = b.mul(b.op("Add", [s(1.0), b.erf(b.mul(x, s(1.0 / math.sqrt(2.0))))]), s(0.5))
+    pdf = b.mul(b.op("Exp", [b.mul(b.mul(x, x), s(-0.5))]), s(1.0 / math.sqrt(2.0 * math.pi)))
+    return b.op("Add", [cdf, b.mul(x, pdf)])
 
 
 # -- attribution rule sets --------------------------------------------------------------------
 
 
-def guided_relu(ctx: RuleContext, grads: G) -> G:
+def guided_relu(ctx: RuleContext, grads: list[str]) -> InputGrads:
     """Guided backprop (Springenberg et al. 2015, eq. 3): pass where input > 0 and gradient > 0."""
-    return [ctx.b.mul(ctx.b.op("Relu", [grads[0]]), _relu_mask(ctx))]  # type: ignore[list-item]
+    return [ctx.b.mul(ctx.b.op("Relu", [grads[0]]), _relu_mask(ctx))]
 
 
-def deconvnet_relu(ctx: RuleContext, grads: G) -> G:
+def deconvnet_relu(ctx: RuleContext, grads: list[str]) -> InputGrads:
     """Deconvnet (Zeiler & Fergus 2014): relu of the gradient, ignoring the forward input."""
-    return [ctx.b.op("Relu", [grads[0]])]  # type: ignore[list-item]
+    return [ctx.b.op("Relu", [grads[0]])]
 
 
 def _is_relu6(ctx: RuleContext) -> bool:
@@ -232,14 +214,14 @@ def _is_relu6(ctx: RuleContext) -> bool:
     return any(low and bound == 0.0 for bound, low in _clip_bounds(ctx))
 
 
-def guided_clip(ctx: RuleContext, grads: G) -> G:
+def guided_clip(ctx: RuleContext, grads: list[str]) -> InputGrads:
     """Guided backprop through ReLU6: the usual Clip mask, and only positive gradients."""
     if not _is_relu6(ctx):
         return clip(ctx, grads)
-    return clip(ctx, [ctx.b.op("Relu", [grads[0]])])  # type: ignore[list-item]
+    return clip(ctx, [ctx.b.op("Relu", [grads[0]])])
 
 
-def deconvnet_clip(ctx: RuleContext, grads: G) -> G:
+def deconvnet_clip(ctx: RuleContext, grads: list[str]) -> InputGrads:
     """Deconvnet through ReLU6: relu of the gradient, ignoring the forward input."""
     if not _is_relu6(ctx):
         return clip(ctx, grads)

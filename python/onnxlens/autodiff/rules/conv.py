@@ -8,32 +8,27 @@ static spatial sizes so odd sizes and strides land exactly on the input size.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..registry import RuleContext, register
-
-G = list[str | None]
+from ...graph.shapes import same_pads, split_pad
+from ..registry import InputGrads, RuleContext, register
 
 
 def resolve_pads(
-    ctx: RuleContext, in_sp: list[int], strides: list[int], eff: list[int]
+    ctx: RuleContext, in_sp: list[int], kernel: list[int], strides: list[int], dil: list[int]
 ) -> list[int]:
-    """Explicit (begin..., end...) pads of a Conv or pool, resolving auto_pad as the ONNX spec
-    does: SAME_* pads so that out = ceil(in / stride), the odd pixel at the end (UPPER) or the
-    beginning (LOWER); VALID pads nothing."""
+    """Explicit (begin..., end...) pads of a Conv or pool, auto_pad resolved (`same_pads`;
+    VALID pads nothing)."""
     nd = len(in_sp)
     auto = ctx.attr("auto_pad", "NOTSET")
     if auto == "VALID":
         return [0] * (2 * nd)
     if auto not in ("SAME_UPPER", "SAME_LOWER"):
         return list(ctx.attr("pads") or [0] * (2 * nd))
-    pads = [0] * (2 * nd)
-    for i in range(nd):
-        out = -(-in_sp[i] // strides[i])
-        total = max(0, (out - 1) * strides[i] + eff[i] - in_sp[i])
-        small, big = total // 2, total - total // 2
-        pads[i], pads[i + nd] = (small, big) if auto == "SAME_UPPER" else (big, small)
-    return pads
+    begins, ends = same_pads(in_sp, kernel, strides, dil, auto)
+    return begins + ends
 
 
 def window_geometry(ctx: RuleContext, kernel: list[int], transposed: bool = False) -> dict:
@@ -48,7 +43,7 @@ def window_geometry(ctx: RuleContext, kernel: list[int], transposed: bool = Fals
     if transposed:
         pads = list(ctx.attr("pads") or [0] * (2 * nd))
     else:
-        pads = resolve_pads(ctx, in_sp, strides, eff)
+        pads = resolve_pads(ctx, in_sp, kernel, strides, dil)
     return {
         "nd": nd,
         "kernel": kernel,
@@ -93,6 +88,22 @@ def _flipped_weight(w: np.ndarray, group: int) -> np.ndarray:
     return np.ascontiguousarray(np.flip(wt, axis=tuple(range(2, w.ndim))))
 
 
+def _window_op(
+    ctx: RuleContext, op_type: str, g: str, w: str, geo: dict, hint: str, **attrs: Any
+) -> str:
+    """A Conv or ConvTranspose of `g` with weight `w` over the forward window's kernel,
+    dilations and groups (strides and pads as given)."""
+    return ctx.b.op(
+        op_type,
+        [g, w],
+        hint=hint,
+        dilations=geo["dil"],
+        group=geo["group"],
+        kernel_shape=geo["kernel"],
+        **attrs,
+    )
+
+
 def conv_data_grad(ctx: RuleContext, g: str, x: str, w: str, geo: dict) -> str:
     b, nd = ctx.b, geo["nd"]
     pb, pe = geo["pads"][:nd], geo["pads"][nd:]
@@ -102,15 +113,8 @@ def conv_data_grad(ctx: RuleContext, g: str, x: str, w: str, geo: dict) -> str:
             e - 1 - p for e, p in zip(geo["eff"], pe, strict=True)
         ]
         if min(new_pads) >= 0:
-            return b.op(
-                "Conv",
-                [g, b.const(_flipped_weight(wv, geo["group"]), hint="wflip")],
-                hint="dconv",
-                pads=new_pads,
-                dilations=geo["dil"],
-                group=geo["group"],
-                kernel_shape=geo["kernel"],
-            )
+            wflip = b.const(_flipped_weight(wv, geo["group"]), hint="wflip")
+            return _window_op(ctx, "Conv", g, wflip, geo, "dconv", pads=new_pads)
     out_sp = [
         (i + p0 + p1 - e) // s + 1
         for i, p0, p1, e, s in zip(geo["in"], pb, pe, geo["eff"], geo["strides"], strict=True)
@@ -120,14 +124,14 @@ def conv_data_grad(ctx: RuleContext, g: str, x: str, w: str, geo: dict) -> str:
         if gx is not None:
             return gx
     pads, out_pad = transpose_pads(geo, out_sp)
-    return b.op(
+    return _window_op(
+        ctx,
         "ConvTranspose",
-        [g, w],
-        hint="dconvT",
+        g,
+        w,
+        geo,
+        "dconvT",
         strides=geo["strides"],
-        dilations=geo["dil"],
-        group=geo["group"],
-        kernel_shape=geo["kernel"],
         pads=pads,
         output_padding=out_pad,
     )
@@ -193,10 +197,8 @@ def _bias_grad(ctx: RuleContext, g: str) -> str:
 
 
 @register("Conv")
-def conv(ctx: RuleContext, grads: G) -> G:
-    g = grads[0]
-    assert g is not None
-    x, w = ctx.x(0), ctx.x(1)
+def conv(ctx: RuleContext, grads: list[str]) -> InputGrads:
+    g, x, w = grads[0], ctx.x(0), ctx.x(1)
     if ctx.wants(1):
         ctx.fail(
             "gradients w.r.t. Conv weights are not implemented (the weight is computed from the input)"
@@ -207,10 +209,8 @@ def conv(ctx: RuleContext, grads: G) -> G:
 
 
 @register("ConvTranspose")
-def conv_transpose(ctx: RuleContext, grads: G) -> G:
-    g = grads[0]
-    assert g is not None
-    w, b = ctx.x(1), ctx.b
+def conv_transpose(ctx: RuleContext, grads: list[str]) -> InputGrads:
+    g, w = grads[0], ctx.x(1)
     if ctx.wants(1):
         ctx.fail("gradients w.r.t. ConvTranspose weights are not implemented")
     gx = None
@@ -225,20 +225,9 @@ def conv_transpose(ctx: RuleContext, grads: G) -> G:
             pads = [0] * (2 * nd)
             for i in range(nd):
                 total = geo["strides"][i] * (geo["in"][i] - 1) + op[i] + geo["eff"][i] - out[i]
-                if auto == "SAME_UPPER":
-                    pads[i], pads[i + nd] = total // 2, total - total // 2
-                else:
-                    pads[i], pads[i + nd] = total - total // 2, total // 2
+                pads[i], pads[i + nd] = split_pad(total, auto)
         pb, pe = pads[:nd], pads[nd:]
-        gx = b.op(
-            "Conv",
-            [g, w],
-            hint="dconvT",
-            strides=geo["strides"],
-            dilations=geo["dil"],
-            group=geo["group"],
-            kernel_shape=geo["kernel"],
-            pads=list(pb) + [max(0, p - o) for p, o in zip(pe, op, strict=True)],
-        )
+        pads = list(pb) + [max(0, p - o) for p, o in zip(pe, op, strict=True)]
+        gx = _window_op(ctx, "Conv", g, w, geo, "dconvT", strides=geo["strides"], pads=pads)
     gb = _bias_grad(ctx, g) if ctx.wants(2) else None
     return [gx, None, gb][: len(ctx.inputs)]

@@ -3,55 +3,37 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-from ..registry import RuleContext, register
-
-G = list[str | None]
-
-
-@register("Add", "Sub")
-def add_sub(ctx: RuleContext, grads: G) -> G:
-    g = grads[0]
-    assert g is not None
-    b = ctx.b
-    ga = ctx.unbroadcast(g, 0) if ctx.wants(0) else None
-    gb = None
-    if ctx.wants(1):
-        gb = ctx.unbroadcast(g, 1)
-        if ctx.node.op_type == "Sub":
-            gb = b.neg(gb)
-    return [ga, gb]
+from ..registry import (
+    InputGrads,
+    RuleContext,
+    defbilinear,
+    defelementwise,
+    deflinear,
+    deflinear_sum,
+    register,
+)
 
 
-@register("Sum")
-def sum_(ctx: RuleContext, grads: G) -> G:
-    g = grads[0]
-    assert g is not None
-    return [ctx.unbroadcast(g, i) if ctx.wants(i) else None for i in range(len(ctx.inputs))]
+@deflinear_sum("Add", "Sub", "Sum", "Mean")
+def sum_weights(ctx: RuleContext) -> Sequence[float]:
+    n, op = len(ctx.inputs), ctx.node.op_type
+    if op == "Sub":
+        return [1.0, -1.0]
+    return [1.0 / n if op == "Mean" else 1.0] * n
 
 
-@register("Mean")
-def mean(ctx: RuleContext, grads: G) -> G:
-    g = ctx.b.mul(grads[0], ctx.b.scalar(1.0 / len(ctx.inputs), ctx.y()))  # type: ignore[arg-type]
-    return [ctx.unbroadcast(g, i) if ctx.wants(i) else None for i in range(len(ctx.inputs))]
-
-
-@register("Mul")
-def mul(ctx: RuleContext, grads: G) -> G:
-    g = grads[0]
-    assert g is not None
-    b = ctx.b
-    a_, b_ = ctx.x(0), ctx.x(1)
-    ga = ctx.unbroadcast(b.mul(g, b_), 0) if ctx.wants(0) else None
-    gb = ctx.unbroadcast(b.mul(g, a_), 1) if ctx.wants(1) else None
-    return [ga, gb]
+defbilinear(
+    "Mul",
+    lhs=lambda ctx, g: ctx.unbroadcast(ctx.b.mul(g, ctx.x(1)), 0),
+    rhs=lambda ctx, g: ctx.unbroadcast(ctx.b.mul(g, ctx.x(0)), 1),
+)
 
 
 @register("Div")
-def div(ctx: RuleContext, grads: G) -> G:
-    g = grads[0]
-    assert g is not None
-    b = ctx.b
+def div(ctx: RuleContext, grads: list[str]) -> InputGrads:
+    b, g = ctx.b, grads[0]
     ga = ctx.unbroadcast(b.op("Div", [g, ctx.x(1)]), 0) if ctx.wants(0) else None
     gb = None
     if ctx.wants(1):  # d(a/b)/db = -(a/b)/b, from the primal output
@@ -59,30 +41,33 @@ def div(ctx: RuleContext, grads: G) -> G:
     return [ga, gb]
 
 
-@register("Neg")
-def neg(ctx: RuleContext, grads: G) -> G:
-    return [ctx.b.neg(grads[0])]  # type: ignore[arg-type]
+@deflinear("Neg")
+def neg(ctx: RuleContext, g: str) -> str:
+    return ctx.b.neg(g)
 
 
-@register("Identity", "Dropout")
-def identity(ctx: RuleContext, grads: G) -> G:
+@deflinear("Identity", "Dropout")
+def identity(ctx: RuleContext, g: str) -> str:
     if ctx.node.op_type == "Dropout" and len(ctx.inputs) > 2 and ctx.x(2):
         mode = ctx.b.constant_value(ctx.x(2))
         if mode is None or bool(mode):
             ctx.fail("training_mode is not constant false; export the model in eval mode")
-    return ctx.first(grads[0])
+    return g
 
 
-@register("Cast")
-def cast(ctx: RuleContext, grads: G) -> G:
-    return [ctx.b.op("Cast", [grads[0]], to=ctx.b.elem_type(ctx.x()))]  # type: ignore[list-item]
+@deflinear("Cast")
+def cast(ctx: RuleContext, g: str) -> str:
+    return ctx.b.op("Cast", [g], to=ctx.b.elem_type(ctx.x()))
+
+
+@deflinear("Expand")
+def expand(ctx: RuleContext, g: str) -> str:
+    return ctx.unbroadcast(g, 0)
 
 
 @register("Pow")
-def pow_(ctx: RuleContext, grads: G) -> G:
-    g = grads[0]
-    assert g is not None
-    b = ctx.b
+def pow_(ctx: RuleContext, grads: list[str]) -> InputGrads:
+    b, g = ctx.b, grads[0]
     x, e = ctx.x(0), ctx.x(1)
     ga = gb = None
     if ctx.wants(0):
@@ -101,58 +86,53 @@ def pow_(ctx: RuleContext, grads: G) -> G:
 
 
 @register("Sqrt")
-def sqrt(ctx: RuleContext, grads: G) -> G:
+def sqrt(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b = ctx.b
-    return [b.op("Div", [b.mul(grads[0], b.scalar(0.5, ctx.y())), ctx.y()])]  # type: ignore[list-item]
-
-
-@register("Exp")
-def exp(ctx: RuleContext, grads: G) -> G:
-    return [ctx.b.mul(grads[0], ctx.y())]  # type: ignore[arg-type]
+    return [b.op("Div", [b.mul(grads[0], b.scalar(0.5, ctx.y())), ctx.y()])]
 
 
 @register("Log")
-def log(ctx: RuleContext, grads: G) -> G:
-    return [ctx.b.op("Div", [grads[0], ctx.x()])]  # type: ignore[list-item]
+def log(ctx: RuleContext, grads: list[str]) -> InputGrads:
+    return [ctx.b.op("Div", [grads[0], ctx.x()])]
 
 
-@register("Reciprocal")
-def reciprocal(ctx: RuleContext, grads: G) -> G:
+@defelementwise("Exp")
+def exp(ctx: RuleContext) -> str:
+    return ctx.y()
+
+
+@defelementwise("Reciprocal")
+def reciprocal(ctx: RuleContext) -> str:
     b, y = ctx.b, ctx.y()
-    return [b.neg(b.mul(grads[0], b.mul(y, y)))]  # type: ignore[arg-type]
+    return b.neg(b.mul(y, y))
 
 
-@register("Abs")
-def abs_(ctx: RuleContext, grads: G) -> G:
-    b = ctx.b
-    return [b.mul(grads[0], b.op("Sign", [ctx.x()]))]  # type: ignore[arg-type]
+@defelementwise("Abs")
+def abs_(ctx: RuleContext) -> str:
+    return ctx.b.op("Sign", [ctx.x()])
 
 
-@register("Erf")
-def erf(ctx: RuleContext, grads: G) -> G:
+@defelementwise("Erf")
+def erf(ctx: RuleContext) -> str:
     b, x = ctx.b, ctx.x()
-    e = b.op("Exp", [b.neg(b.mul(x, x))])
-    return [b.mul(grads[0], b.mul(e, b.scalar(2.0 / math.sqrt(math.pi), x)))]  # type: ignore[arg-type]
+    return b.mul(b.op("Exp", [b.neg(b.mul(x, x))]), b.scalar(2.0 / math.sqrt(math.pi), x))
 
 
-@register("Sin")
-def sin(ctx: RuleContext, grads: G) -> G:
-    return [ctx.b.mul(grads[0], ctx.b.op("Cos", [ctx.x()]))]  # type: ignore[arg-type]
+@defelementwise("Sin")
+def sin(ctx: RuleContext) -> str:
+    return ctx.b.op("Cos", [ctx.x()])
 
 
-@register("Cos")
-def cos(ctx: RuleContext, grads: G) -> G:
-    b = ctx.b
-    return [b.neg(b.mul(grads[0], b.op("Sin", [ctx.x()])))]  # type: ignore[arg-type]
+@defelementwise("Cos")
+def cos(ctx: RuleContext) -> str:
+    return ctx.b.neg(ctx.b.op("Sin", [ctx.x()]))
 
 
 @register("Max", "Min")
-def max_min(ctx: RuleContext, grads: G) -> G:
+def max_min(ctx: RuleContext, grads: list[str]) -> InputGrads:
     """Gradient to the operand that is the result (ties: the first such operand, as argmax)."""
-    g = grads[0]
-    assert g is not None
-    b, y = ctx.b, ctx.y()
-    out: G = []
+    b, g, y = ctx.b, grads[0], ctx.y()
+    out: InputGrads = []
     taken: str | None = None
     for i in range(len(ctx.inputs)):
         hit = b.op("Equal", [ctx.x(i), y])
@@ -164,15 +144,8 @@ def max_min(ctx: RuleContext, grads: G) -> G:
 
 
 @register("Where")
-def where(ctx: RuleContext, grads: G) -> G:
-    g = grads[0]
-    assert g is not None
-    b, c = ctx.b, ctx.x(0)
+def where(ctx: RuleContext, grads: list[str]) -> InputGrads:
+    b, c, g = ctx.b, ctx.x(0), grads[0]
     gx = ctx.unbroadcast(b.where_zero(c, g), 1) if ctx.wants(1) else None
     gy = ctx.unbroadcast(b.where_zero(c, g, otherwise_zero_first=True), 2) if ctx.wants(2) else None
     return [None, gx, gy]
-
-
-@register("Expand")
-def expand(ctx: RuleContext, grads: G) -> G:
-    return [ctx.unbroadcast(grads[0], 0), None]  # type: ignore[arg-type]

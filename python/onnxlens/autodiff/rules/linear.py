@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from ..registry import RuleContext, register
-
-G = list[str | None]
+from ..registry import InputGrads, RuleContext, defbilinear, register
 
 
 @register("Gemm")
-def gemm(ctx: RuleContext, grads: G) -> G:
-    g = grads[0]
-    assert g is not None
-    b = ctx.b
+def gemm(ctx: RuleContext, grads: list[str]) -> InputGrads:
+    b, g = ctx.b, grads[0]
     a, bm = ctx.x(0), ctx.x(1)
     alpha, beta = float(ctx.attr("alpha", 1.0)), float(ctx.attr("beta", 1.0))
     ta, tb = int(ctx.attr("transA", 0)), int(ctx.attr("transB", 0))
@@ -41,31 +37,38 @@ def _swap_last(ctx: RuleContext, t: str, rank: int) -> str:
     return ctx.b.op("Transpose", [t], perm=perm)
 
 
-@register("MatMul")
-def matmul(ctx: RuleContext, grads: G) -> G:
-    g = grads[0]
-    assert g is not None
+def _promoted_g(ctx: RuleContext, g: str, ra: int, rm: int) -> str:
+    """g shaped as the product of the operands promoted as numpy does (a 1-D left operand a row,
+    a 1-D right operand a column); each cotangent is reshaped back to its operand at the end."""
     b = ctx.b
+    if ra == 1 and rm == 1:
+        return b.unsqueeze(g, [0, 1])
+    if ra == 1:
+        return b.unsqueeze(g, [-2] if ctx.opset >= 13 else [ctx.rank(ctx.y()) - 1])
+    if rm == 1:
+        return b.unsqueeze(g, [-1] if ctx.opset >= 13 else [ctx.rank(ctx.y())])
+    return g
+
+
+def _matmul_lhs(ctx: RuleContext, g: str) -> str:
+    """dA = g @ M^T, summed over the batch axes A was broadcast on."""
     a, m = ctx.x(0), ctx.x(1)
     ra, rm = ctx.rank(a), ctx.rank(m)
-    # Promote 1-D operands as numpy does; the gradient is reshaped back at the end.
-    a2 = b.unsqueeze(a, [0]) if ra == 1 else a
-    m2 = b.unsqueeze(m, [1]) if rm == 1 else m
-    g2 = g
-    if ra == 1 and rm == 1:
-        g2 = b.unsqueeze(g, [0, 1])
-    elif ra == 1:
-        g2 = b.unsqueeze(g, [-2] if ctx.opset >= 13 else [ctx.rank(ctx.y()) - 1])
-    elif rm == 1:
-        g2 = b.unsqueeze(g, [-1] if ctx.opset >= 13 else [ctx.rank(ctx.y())])
-    ga = gm = None
-    if ctx.wants(0):
-        d = b.op("MatMul", [g2, _swap_last(ctx, m2, max(rm, 2))])
-        ga = _reduce_to(ctx, d, a, ra, max(ra, 2), max(ra, rm, 2))
-    if ctx.wants(1):
-        d = b.op("MatMul", [_swap_last(ctx, a2, max(ra, 2)), g2])
-        gm = _reduce_to(ctx, d, m, rm, max(rm, 2), max(ra, rm, 2))
-    return [ga, gm]
+    m2 = ctx.b.unsqueeze(m, [1]) if rm == 1 else m
+    d = ctx.b.op("MatMul", [_promoted_g(ctx, g, ra, rm), _swap_last(ctx, m2, max(rm, 2))])
+    return _reduce_to(ctx, d, a, ra, max(ra, 2), max(ra, rm, 2))
+
+
+def _matmul_rhs(ctx: RuleContext, g: str) -> str:
+    """dM = A^T @ g, summed over the batch axes M was broadcast on."""
+    a, m = ctx.x(0), ctx.x(1)
+    ra, rm = ctx.rank(a), ctx.rank(m)
+    a2 = ctx.b.unsqueeze(a, [0]) if ra == 1 else a
+    d = ctx.b.op("MatMul", [_swap_last(ctx, a2, max(ra, 2)), _promoted_g(ctx, g, ra, rm)])
+    return _reduce_to(ctx, d, m, rm, max(rm, 2), max(ra, rm, 2))
+
+
+defbilinear("MatMul", lhs=_matmul_lhs, rhs=_matmul_rhs)
 
 
 def _reduce_to(ctx: RuleContext, d: str, target: str, rank: int, rank2: int, out_rank: int) -> str:

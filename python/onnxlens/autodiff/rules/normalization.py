@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ..registry import RuleContext, register
-
-G = list[str | None]
+from ..registry import InputGrads, RuleContext, register
 
 
 def _channel_shape(ctx: RuleContext, rank: int) -> list[int]:
@@ -12,11 +10,9 @@ def _channel_shape(ctx: RuleContext, rank: int) -> list[int]:
 
 
 @register("BatchNormalization")
-def batch_norm(ctx: RuleContext, grads: G) -> G:
+def batch_norm(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b, x, g = ctx.b, ctx.x(), grads[0]
-    if g is None:
-        ctx.fail("only the gradient of the normalised output is supported")
-    if int(ctx.attr("training_mode", 0)) or any(grads[1:]):
+    if int(ctx.attr("training_mode", 0)):
         ctx.fail("training-mode batch statistics are not supported; export the model in eval mode")
     if any(ctx.wants(i) for i in range(1, 5)):
         ctx.fail("gradients w.r.t. the BatchNormalization parameters are not implemented")
@@ -47,17 +43,15 @@ def _normalize_backward(
 
 
 @register("LayerNormalization")
-def layer_norm(ctx: RuleContext, grads: G) -> G:
+def layer_norm(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b, x, g = ctx.b, ctx.x(), grads[0]
-    if g is None or any(grads[1:]):
-        ctx.fail("only the gradient of the normalised output is supported")
     rank = ctx.rank(x)
     axis = int(ctx.attr("axis", -1))
     axis = axis + rank if axis < 0 else axis
     axes = list(range(axis, rank))
     scale = ctx.x(1)
     dx, xhat, _ = _normalize_backward(ctx, g, x, scale, axes, float(ctx.attr("epsilon", 1e-5)))
-    out: G = [dx if ctx.wants(0) else None, None, None]
+    out: InputGrads = [dx if ctx.wants(0) else None, None, None]
     if ctx.wants(1):
         out[1] = ctx.unbroadcast(b.mul(g, xhat), 1)
     if len(ctx.inputs) > 2 and ctx.x(2) and ctx.wants(2):
@@ -66,9 +60,8 @@ def layer_norm(ctx: RuleContext, grads: G) -> G:
 
 
 @register("InstanceNormalization")
-def instance_norm(ctx: RuleContext, grads: G) -> G:
+def instance_norm(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b, x, g = ctx.b, ctx.x(), grads[0]
-    assert g is not None
     if ctx.wants(1) or ctx.wants(2):
         ctx.fail("gradients w.r.t. the InstanceNormalization parameters are not implemented")
     rank = ctx.rank(x)
@@ -80,9 +73,8 @@ def instance_norm(ctx: RuleContext, grads: G) -> G:
 
 
 @register("LpNormalization")
-def lp_norm(ctx: RuleContext, grads: G) -> G:
+def lp_norm(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b, x, y, g = ctx.b, ctx.x(), ctx.y(), grads[0]
-    assert g is not None
     if int(ctx.attr("p", 2)) != 2:
         ctx.fail("only p=2 is supported")
     axis = int(ctx.attr("axis", -1))

@@ -15,10 +15,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto
 
-from ..registry import RuleContext, register
+from ..registry import InputGrads, RuleContext, deflinear, register
 from .conv import transpose_pads, window_geometry
-
-G = list[str | None]
 
 
 def _pool_geometry(ctx: RuleContext) -> dict:
@@ -28,11 +26,8 @@ def _pool_geometry(ctx: RuleContext) -> dict:
 
 
 @register("MaxPool")
-def max_pool(ctx: RuleContext, grads: G) -> G:
-    b, x = ctx.b, ctx.x()
-    g = grads[0]
-    if g is None:
-        ctx.fail("only the gradient of MaxPool's values output is supported")
+def max_pool(ctx: RuleContext, grads: list[str]) -> InputGrads:
+    b, x, g = ctx.b, ctx.x(), grads[0]
     if int(ctx.attr("storage_order", 0)) != 0:
         ctx.fail("storage_order=1 (column-major indices) is not supported")
     geo = _pool_geometry(ctx)
@@ -55,8 +50,12 @@ def max_pool(ctx: RuleContext, grads: G) -> G:
     flat_idx = b.op("Reshape", [indices, b.ints([-1])])
     flat_g = b.op("Reshape", [g, b.ints([-1])])
     zeros = b.op("Reshape", [b.zeros_like(x), b.ints([-1])])
-    attrs = {"reduction": "add"} if overlapping else {}
-    scattered = b.op("ScatterElements", [zeros, flat_idx, flat_g], axis=0, **attrs)
+    scattered = b.op(
+        "ScatterElements",
+        [zeros, flat_idx, flat_g],
+        axis=0,
+        reduction="add" if overlapping else None,
+    )
     return [b.reshape_like(scattered, x)]
 
 
@@ -82,10 +81,9 @@ def _divisors(geo: dict, count_include_pad: bool) -> np.ndarray:
     return div
 
 
-@register("AveragePool")
-def average_pool(ctx: RuleContext, grads: G) -> G:
-    b, x, g = ctx.b, ctx.x(), grads[0]
-    assert g is not None
+@deflinear("AveragePool")
+def average_pool(ctx: RuleContext, g: str) -> str:
+    b, x = ctx.b, ctx.x()
     geo = _pool_geometry(ctx)
     div = _divisors(geo, bool(ctx.attr("count_include_pad", 0)))
     dt = b.np_dtype(x)
@@ -105,13 +103,12 @@ def average_pool(ctx: RuleContext, grads: G) -> G:
         pads=pads,
         output_padding=out_pad,
     )
-    return [b.reshape_like(up, x)]
+    return b.reshape_like(up, x)
 
 
-@register("GlobalAveragePool")
-def global_average_pool(ctx: RuleContext, grads: G) -> G:
-    b, x, g = ctx.b, ctx.x(), grads[0]
-    assert g is not None
+@deflinear("GlobalAveragePool")
+def global_average_pool(ctx: RuleContext, g: str) -> str:
+    b, x = ctx.b, ctx.x()
     s = b.static_shape(x)
     if s is not None and all(isinstance(d, int) and d > 0 for d in s[2:]):
         scaled = b.mul(g, b.scalar(1.0 / float(np.prod(s[2:])), x))
@@ -122,14 +119,13 @@ def global_average_pool(ctx: RuleContext, grads: G) -> G:
             keepdims=0,
         )
         scaled = b.op("Div", [g, b.op("Cast", [n], to=b.elem_type(x))])
-    return [b.op("Expand", [scaled, b.shape(x)])]
+    return b.op("Expand", [scaled, b.shape(x)])
 
 
 @register("GlobalMaxPool")
-def global_max_pool(ctx: RuleContext, grads: G) -> G:
+def global_max_pool(ctx: RuleContext, grads: list[str]) -> InputGrads:
     """One winner per channel (the first maximum, like torch's adaptive max pool)."""
     b, x, g = ctx.b, ctx.x(), grads[0]
-    assert g is not None
     flat = b.op("Reshape", [x, b.ints([0, 0, -1])])
     arg = b.op("ArgMax", [flat], axis=2, keepdims=1)
     gflat = b.op("Reshape", [g, b.ints([0, 0, 1])])

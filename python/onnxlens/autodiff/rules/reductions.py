@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import RuleContext, register
-
-G = list[str | None]
+from ..registry import InputGrads, RuleContext, deflinear, register
 
 _AXES_INPUT_SINCE = {"ReduceSum": 13}
 
@@ -35,13 +33,12 @@ def _expand_back(ctx: RuleContext, g: str, axes: list[int]) -> str:
     return g
 
 
-@register("ReduceSum", "ReduceMean")
-def reduce_sum_mean(ctx: RuleContext, grads: G) -> G:
-    b, x, g = ctx.b, ctx.x(), grads[0]
-    assert g is not None
+@deflinear("ReduceSum", "ReduceMean")
+def reduce_sum_mean(ctx: RuleContext, g: str) -> str:
+    b, x = ctx.b, ctx.x()
     axes = _axes(ctx)
     if not axes:
-        return ctx.first(g)
+        return g
     gk = _expand_back(ctx, g, axes)
     if ctx.node.op_type == "ReduceMean":
         s = b.static_shape(x)
@@ -51,14 +48,13 @@ def reduce_sum_mean(ctx: RuleContext, grads: G) -> G:
         else:
             n = b.op("Div", [b.numel(x), b.numel(ctx.y())])
             gk = b.op("Div", [gk, b.op("Cast", [n], to=b.elem_type(x))])
-    return ctx.first(b.op("Expand", [gk, b.shape(x)]))
+    return b.op("Expand", [gk, b.shape(x)])
 
 
 @register("ReduceMax", "ReduceMin")
-def reduce_max(ctx: RuleContext, grads: G) -> G:
+def reduce_max(ctx: RuleContext, grads: list[str]) -> InputGrads:
     """Ties share the gradient equally, as torch.amax/amin do."""
     b, x, g = ctx.b, ctx.x(), grads[0]
-    assert g is not None
     axes = _axes(ctx)
     if not axes:
         return ctx.first(g)
@@ -70,18 +66,16 @@ def reduce_max(ctx: RuleContext, grads: G) -> G:
 
 
 @register("ReduceSumSquare")
-def reduce_sum_square(ctx: RuleContext, grads: G) -> G:
+def reduce_sum_square(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b, x, g = ctx.b, ctx.x(), grads[0]
-    assert g is not None
     axes = _axes(ctx)
     gk = _expand_back(ctx, g, axes) if axes else g
     return ctx.first(b.mul(b.mul(gk, b.scalar(2.0, x)), x))
 
 
 @register("ReduceL2")
-def reduce_l2(ctx: RuleContext, grads: G) -> G:
+def reduce_l2(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b, x, g = ctx.b, ctx.x(), grads[0]
-    assert g is not None
     axes = _axes(ctx)
     gk = _expand_back(ctx, g, axes) if axes else g
     yk = _expand_back(ctx, ctx.y(), axes) if axes else ctx.y()

@@ -15,9 +15,7 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from ..registry import RuleContext, register
-
-G = list[str | None]
+from ..registry import RuleContext, deflinear
 
 
 def _probe_matrix(
@@ -131,10 +129,9 @@ def _scales_sizes(ctx: RuleContext, rank: int) -> tuple[np.ndarray | None, np.nd
     return scales, sizes
 
 
-@register("Resize", "Upsample")
-def resize(ctx: RuleContext, grads: G) -> G:
-    b, x, g = ctx.b, ctx.x(), grads[0]
-    assert g is not None
+@deflinear("Resize", "Upsample")
+def resize(ctx: RuleContext, g: str) -> str:
+    b, x = ctx.b, ctx.x()
     mode = ctx.attr("mode", "nearest")
     if ctx.attr("coordinate_transformation_mode", "") == "tf_crop_and_resize":
         ctx.fail("coordinate_transformation_mode='tf_crop_and_resize' is not supported")
@@ -182,4 +179,4 @@ def resize(ctx: RuleContext, grads: G) -> G:
             out = b.op("MatMul", [out, b.const(m.astype(dt), hint="resize_At")])
         else:
             out = b.op("MatMul", [b.const(m.T.astype(dt), hint="resize_AT"), out])
-    return ctx.first(out)
+    return out

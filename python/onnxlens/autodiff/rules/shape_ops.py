@@ -14,31 +14,28 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from ..registry import RuleContext, register
-
-G = list[str | None]
+from ..registry import InputGrads, RuleContext, deflinear, register
 
 
-@register("Flatten", "Reshape", "Squeeze", "Unsqueeze")
-def reshape_back(ctx: RuleContext, grads: G) -> G:
-    return ctx.first(ctx.b.reshape_like(grads[0], ctx.x()))
+@deflinear("Flatten", "Reshape", "Squeeze", "Unsqueeze")
+def reshape_back(ctx: RuleContext, g: str) -> str:
+    return ctx.b.reshape_like(g, ctx.x())
 
 
-@register("Transpose")
-def transpose(ctx: RuleContext, grads: G) -> G:
+@deflinear("Transpose")
+def transpose(ctx: RuleContext, g: str) -> str:
     perm = ctx.attr("perm")
     if perm is None:
         perm = list(reversed(range(ctx.rank(ctx.x()))))
     inv = [0] * len(perm)
     for i, p in enumerate(perm):
         inv[p] = i
-    return [ctx.b.op("Transpose", [grads[0]], perm=inv)]  # type: ignore[list-item]
+    return ctx.b.op("Transpose", [g], perm=inv)
 
 
 @register("Concat")
-def concat(ctx: RuleContext, grads: G) -> G:
+def concat(ctx: RuleContext, grads: list[str]) -> InputGrads:
     b, g = ctx.b, grads[0]
-    assert g is not None
     rank = ctx.rank(ctx.y())
     axis = int(ctx.attr("axis"))
     axis = axis + rank if axis < 0 else axis
@@ -62,15 +59,11 @@ def concat(ctx: RuleContext, grads: G) -> G:
     return [o if ctx.wants(i) else None for i, o in enumerate(outs)]
 
 
-@register("Split")
-def split(ctx: RuleContext, grads: G) -> G:
-    b = ctx.b
+@register("Split", outputs=None)
+def split(ctx: RuleContext, grads: list[str]) -> InputGrads:
+    """The parts' cotangents side by side (the sweep gives zeros for parts without one)."""
     axis = int(ctx.attr("axis", 0))
-    parts = [
-        g if g is not None else b.zeros_like(y) for g, y in zip(grads, ctx.outputs, strict=True)
-    ]
-    out = parts[0] if len(parts) == 1 else b.op("Concat", parts, axis=axis)
-    return ctx.first(out)
+    return ctx.first(grads[0] if len(grads) == 1 else ctx.b.op("Concat", grads, axis=axis))
 
 
 def replay_scatter(
@@ -118,20 +111,21 @@ def replay_scatter(
         n = b.op("Add", [n, b.ints([offset])])
     zero = helper.make_tensor("zero", b.elem_type(x), [1], [0])
     buf = b.op("ConstantOfShape", [n], value=zero)
-    attrs = {"reduction": "add"} if duplicates else {}
-    res = b.op("ScatterElements", [buf, flat_idx, flat_g], axis=0, **attrs)
+    res = b.op(
+        "ScatterElements", [buf, flat_idx, flat_g], axis=0, reduction="add" if duplicates else None
+    )
     if offset:
         res = b.op("Slice", [res, b.ints([offset]), b.ints([2**62]), b.ints([0])])
     return b.reshape_like(res, x)
 
 
-@register("Slice")
-def slice_(ctx: RuleContext, grads: G) -> G:
-    return ctx.first(replay_scatter(ctx, grads[0], duplicates=False))
+@deflinear("Slice")
+def slice_(ctx: RuleContext, g: str) -> str:
+    return replay_scatter(ctx, g, duplicates=False)
 
 
-@register("Gather")
-def gather(ctx: RuleContext, grads: G) -> G:
+@deflinear("Gather")
+def gather(ctx: RuleContext, g: str) -> str:
     idx = ctx.b.constant_value(ctx.x(1))
     dup = True
     if idx is not None:
@@ -141,38 +135,31 @@ def gather(ctx: RuleContext, grads: G) -> G:
         if s is not None and isinstance(s[axis], int):
             flat = np.where(flat < 0, flat + s[axis], flat)
         dup = len(np.unique(flat)) != flat.size
-    return [replay_scatter(ctx, grads[0], duplicates=dup), None]  # type: ignore[arg-type]
+    return replay_scatter(ctx, g, duplicates=dup)
 
 
-@register("GatherElements", "GatherND")
-def gather_elements(ctx: RuleContext, grads: G) -> G:
-    return [replay_scatter(ctx, grads[0], duplicates=True), None]  # type: ignore[arg-type]
+@deflinear("GatherElements", "GatherND", "Tile")
+def gather_elements(ctx: RuleContext, g: str) -> str:
+    """Indices (or repeats) can pick an element twice: the scatter adds."""
+    return replay_scatter(ctx, g, duplicates=True)
 
 
-@register("Tile")
-def tile(ctx: RuleContext, grads: G) -> G:
-    return [replay_scatter(ctx, grads[0], duplicates=True), None]  # type: ignore[arg-type]
-
-
-@register("Pad")
-def pad(ctx: RuleContext, grads: G) -> G:
-    b = ctx.b
+@deflinear("Pad")
+def pad(ctx: RuleContext, g: str) -> str:
     mode = ctx.attr("mode", "constant")
     if ctx.opset < 11 and mode == "constant":
         # `value` attribute: a float pad value, fine for the int64 index tensor too; 0 -> slot 0
-        return [replay_scatter(ctx, grads[0], duplicates=False, offset=1, zero_value_attr=True)]  # type: ignore[arg-type]
-    replace = {2: b.const(np.array(0, dtype=np.int64))}
-    dup = mode != "constant"
-    out = replay_scatter(ctx, grads[0], duplicates=dup, offset=1, replace=replace)  # type: ignore[arg-type]
-    return ctx.first(out)
+        return replay_scatter(ctx, g, duplicates=False, offset=1, zero_value_attr=True)
+    replace = {2: ctx.b.const(np.array(0, dtype=np.int64))}
+    return replay_scatter(ctx, g, duplicates=mode != "constant", offset=1, replace=replace)
 
 
-@register("DepthToSpace", "SpaceToDepth")
-def depth_space(ctx: RuleContext, grads: G) -> G:
+@deflinear("DepthToSpace", "SpaceToDepth")
+def depth_space(ctx: RuleContext, g: str) -> str:
     """SpaceToDepth and DepthToSpace(mode=DCR) are each other's inverse permutations."""
     bs = int(ctx.attr("blocksize"))
     if ctx.node.op_type == "SpaceToDepth":
-        return [ctx.b.op("DepthToSpace", [grads[0]], blocksize=bs, mode="DCR")]  # type: ignore[list-item]
+        return ctx.b.op("DepthToSpace", [g], blocksize=bs, mode="DCR")
     if ctx.attr("mode", "DCR") != "DCR":
         ctx.fail("DepthToSpace mode CRD is not supported")
-    return [ctx.b.op("SpaceToDepth", [grads[0]], blocksize=bs)]  # type: ignore[list-item]
+    return ctx.b.op("SpaceToDepth", [g], blocksize=bs)

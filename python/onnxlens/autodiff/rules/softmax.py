@@ -3,9 +3,7 @@ is coerced to 2-D at `axis`, so the normalisation runs over all axes from `axis`
 
 from __future__ import annotations
 
-from ..registry import RuleContext, register
-
-G = list[str | None]
+from ..registry import InputGrads, RuleContext, register
 
 
 def _axes(ctx: RuleContext) -> list[int]:
@@ -29,19 +27,17 @@ def _coerced(ctx: RuleContext, g: str) -> tuple[str, str, list[int], bool]:
 
 
 @register("Softmax")
-def softmax(ctx: RuleContext, grads: G) -> G:
-    b, g = ctx.b, grads[0]
-    assert g is not None
-    g, y, axes, flat = _coerced(ctx, g)
+def softmax(ctx: RuleContext, grads: list[str]) -> InputGrads:
+    b = ctx.b
+    g, y, axes, flat = _coerced(ctx, grads[0])
     gy = b.mul(g, y)
     dx = b.op("Sub", [gy, b.mul(y, b.reduce_sum(gy, axes))])
     return [b.op("Reshape", [dx, b.shape(ctx.x())]) if flat else dx]
 
 
 @register("LogSoftmax")
-def log_softmax(ctx: RuleContext, grads: G) -> G:
-    b, g = ctx.b, grads[0]
-    assert g is not None
-    g, y, axes, flat = _coerced(ctx, g)
+def log_softmax(ctx: RuleContext, grads: list[str]) -> InputGrads:
+    b = ctx.b
+    g, y, axes, flat = _coerced(ctx, grads[0])
     dx = b.op("Sub", [g, b.mul(b.op("Exp", [y]), b.reduce_sum(g, axes))])
     return [b.op("Reshape", [dx, b.shape(ctx.x())]) if flat else dx]
