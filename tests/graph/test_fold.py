@@ -310,12 +310,6 @@ def test_initializers_read_by_an_if_body_survive_folding() -> None:
     _assert_same_outputs(model, folded, {"x": x})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="graph.layers.input_dependent ignores outer-scope reads of If/Loop bodies: an If whose "
-    "condition is constant but whose branches read x counts as constant, so its consumers are "
-    "put in the folded sub-graph without it, the evaluator fails, and nothing is folded",
-)
 def test_if_with_a_constant_condition_does_not_block_folding() -> None:
     nodes = [
         _const("cond", np.array(True)),

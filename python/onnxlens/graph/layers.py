@@ -85,7 +85,8 @@ def input_dependent(model: onnx.ModelProto) -> set[str]:
     inits = {t.name for t in g.initializer}
     live = {v.name for v in g.input if v.name not in inits}
     for node in g.node:  # nodes are topologically sorted (checked by onnx.checker)
-        if any(i in live for i in node.input if i):
+        # an If/Loop body may read an input-dependent tensor of the outer graph directly
+        if any(i in live for i in [*node.input, *subgraph_inputs(node)] if i):
             live.update(o for o in node.output if o)
     return live
 
