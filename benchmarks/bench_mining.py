@@ -91,7 +91,7 @@ def phase_baseline(args: argparse.Namespace) -> dict:
 
     model = Model(model_path(), threads=args.threads, device="cpu")
     ds = open_dataset(args.data)
-    sess = model.session(("plain",), lambda: model.proto)
+    sess = model.plain_session()
     t0 = time.perf_counter()
     n = 0
     for batch in iter_batches(ds, range(len(ds)), args.batch, model.preprocess.fit):
@@ -124,13 +124,13 @@ def phase_topk(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from onnxlens import Model
-    from onnxlens.mining import open_dataset
+    from onnxlens.mining import MiningJob, open_dataset
     from onnxlens.mining.runner import ShardRunner, iter_batches
-    from onnxlens.mining.state import new_topk
+    from onnxlens.mining.topk import new_topk
 
     model = Model(model_path(), threads=args.threads, device="cpu")
     ds = open_dataset(args.data)
-    runner = ShardRunner(model, [LAYERS[-1]], 16, "max", args.batch)
+    runner = ShardRunner(model, MiningJob((LAYERS[-1],), top_k=16, batch_size=args.batch))
     chunks = []
     for batch in iter_batches(ds, range(min(2048, len(ds))), args.batch, model.preprocess.fit):
         chunks.append(runner.forward(batch.fitted)[LAYERS[-1]][0])

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 
@@ -134,3 +135,106 @@ def write_folder(root: Path, images: list[np.ndarray], subdirs: int = 2) -> list
         cv2.imwrite(str(root / rel), img[:, :, ::-1])
         names.append(rel)
     return sorted(names)
+
+
+# Pointwise nonlinearities become Identity and MaxPool becomes AveragePool over the same window:
+# neither changes which input pixels a unit reads, and the network becomes affine, so a unit
+# changes when a probed pixel moves exactly when that pixel is in its receptive field (a ReLU or
+# a max would hide some of them).
+_POINTWISE = {"Relu", "HardSwish", "HardSigmoid", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "Elu"}
+_AFFINE = {"Conv", "ConvTranspose", "BatchNormalization", "Add", "Sub", "Concat", "Transpose",
+           "AveragePool", "Pad", "Identity", "Flatten", "MatMul", "Reshape", "ReduceMean",
+           "GlobalAveragePool", "Gemm"}  # fmt: skip
+
+
+def _affine_copy(model: onnx.ModelProto, layers: list[str]) -> onnx.ModelProto:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    needed, used = set(layers), []
+    for n in reversed(m.graph.node):  # only the layers' ancestors: the head may be anything
+        if needed.intersection(n.output):
+            needed.update(n.input)
+            used.append(n)
+    nodes = []
+    for n in reversed(used):
+        if n.op_type in _POINTWISE:
+            nodes.append(helper.make_node("Identity", [n.input[0]], list(n.output), name=n.name))
+        elif n.op_type == "MaxPool":
+            keep = [
+                a for a in n.attribute if a.name in ("kernel_shape", "strides", "pads", "ceil_mode")
+            ]
+            node = helper.make_node("AveragePool", list(n.input), list(n.output), name=n.name)
+            node.attribute.extend(keep)
+            nodes.append(node)
+        elif n.op_type in _AFFINE:
+            nodes.append(n)
+        else:
+            raise ValueError(f"no affine stand-in for {n.op_type} ({n.name}); extend _affine_copy")
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    del m.graph.output[:]
+    m.graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in layers)
+    return m
+
+
+def probed_boxes(
+    model: onnx.ModelProto, layers: list[str], layout: str = "NCHW", chunk: int = 32, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Per layer, int64 (H, W, 4): for the unit at (row, col) of the layer's grid, the half-open
+    (y0, x0, y1, x1) box of model-input pixels that can change it (any channel), found with ONNX
+    Runtime alone, independently of onnxlens' receptive-field arithmetic.
+
+    The network is made affine (see `_affine_copy`), then run on a zero input and on inputs that
+    add random values to one whole input row (or column): a unit differs from its zero-input value
+    exactly when that row (column) crosses its receptive field, so the rows (columns) that change
+    it give the box. NHWC layers are read as NHWC when `layout` is "NHWC".
+    """
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # the cut-off head leaves unused initializers; ORT warns of each
+    sess = ort.InferenceSession(
+        _affine_copy(model, layers).SerializeToString(), opts, providers=["CPUExecutionProvider"]
+    )
+    inp = sess.get_inputs()[0]
+    shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+    hw_axes = (1, 2) if layout == "NHWC" else (2, 3)
+    size = (shape[hw_axes[0]], shape[hw_axes[1]])
+    rng = np.random.default_rng(seed)
+    probes = [np.zeros(shape[1:], np.float32)]
+    for axis, n in ((0, size[0]), (1, size[1])):
+        for i in range(n):
+            x = np.zeros(shape[1:], np.float32)
+            index = [slice(None)] * 3
+            index[hw_axes[axis] - 1] = slice(i, i + 1)
+            x[tuple(index)] = rng.normal(0, 1, x[tuple(index)].shape)
+            probes.append(x)
+
+    def run(xs: list[np.ndarray]) -> list[np.ndarray]:
+        outs = sess.run(layers, {inp.name: np.stack(xs)})
+        return [o.transpose(0, 3, 1, 2) if layout == "NHWC" else o for o in outs]
+
+    base = run(probes[:1])
+    hits: list[list[np.ndarray]] = [[] for _ in layers]  # per layer, (probes, H, W) bool
+    for s in range(1, len(probes), chunk):
+        for j, o in enumerate(run(probes[s : s + chunk])):
+            hits[j].append((o != base[j]).any(axis=1))
+    boxes = {}
+    for name, h in zip(layers, hits, strict=True):
+        h = np.concatenate(h)
+        by_row, by_col = h[: size[0]], h[size[0] :]
+        out = np.full((*h.shape[1:], 4), -1, np.int64)
+        for r in range(h.shape[1]):
+            for c in range(h.shape[2]):
+                ys, xs = np.flatnonzero(by_row[:, r, c]), np.flatnonzero(by_col[:, r, c])
+                if len(ys) and len(xs):
+                    out[r, c] = (ys[0], xs[0], ys[-1] + 1, xs[-1] + 1)
+        boxes[name] = out
+    return boxes
+
+
+def boxes_at(table: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The boxes of `table` ((H, W, 4), from probed_boxes) at `positions` (..., 2) (row, col);
+    -1 where a position is -1 (an empty slot)."""
+    out = np.full((*positions.shape[:-1], 4), -1, np.int64)
+    ok = positions[..., 0] >= 0
+    out[ok] = table[positions[ok][:, 0], positions[ok][:, 1]]
+    return out

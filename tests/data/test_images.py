@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from onnxlens.data import load_image, to_rgb8
-from onnxlens.data.images import MAX_PIXELS
+from onnxlens.data.images import MAX_PIXELS, decode_image
 from onnxlens.errors import ImageError
 
 
@@ -75,6 +75,42 @@ def test_huge_image_decoded_under_pixel_bound(tmp_path, monkeypatch):
     img = load_image(p)
     assert img.shape[0] * img.shape[1] <= 1_000_000 and img.shape[0] > side // 2
     assert int(img.mean()) == 90
+
+
+def test_huge_grayscale_decoded_under_pixel_bound(tmp_path, monkeypatch):
+    """A 2-D image is bounded like a colour one (to_rgb8 triples it afterwards)."""
+    monkeypatch.setattr("onnxlens.data.images.MAX_PIXELS", 1_000_000)
+    h, w = 1500, 1000
+    ramp = np.tile((np.arange(w) * 255 // (w - 1)).astype(np.uint8), (h, 1))
+    p = tmp_path / "huge_gray.png"
+    cv2.imwrite(str(p), ramp, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    img = load_image(p)
+    assert img.shape[0] * img.shape[1] <= 1_000_000
+    assert img.shape[0] > h // 2 and abs(img.shape[0] / img.shape[1] - h / w) < 0.01
+    assert img[:, 0].max() < 5 and img[:, -1].min() > 250  # the ramp survives the resize
+    np.testing.assert_array_equal(img[..., 0], img[..., 2])
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+@pytest.mark.parametrize("cap", [None, 1_000])
+def test_decode_image_of_a_files_bytes_is_load_image(tmp_path, monkeypatch, rgb, ext, cap):
+    if cap is not None:  # 37 x 53 = 1961 pixels: over the bound, so both must shrink it
+        monkeypatch.setattr("onnxlens.data.images.MAX_PIXELS", cap)
+    p = tmp_path / f"img{ext}"
+    cv2.imwrite(str(p), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    got = decode_image(p.read_bytes(), "bytes")
+    np.testing.assert_array_equal(got, load_image(p))
+    if cap is None:
+        assert got.shape == rgb.shape
+    else:
+        assert got.shape[0] * got.shape[1] <= cap and got.shape[:2] == (26, 37)
+
+
+def test_decode_image_refuses_empty_and_garbage_naming_the_source():
+    with pytest.raises(ImageError, match=r"^row 3 \('x.png'\) is empty \(0 bytes\)\.$"):
+        decode_image(b"", "row 3 ('x.png')")
+    with pytest.raises(ImageError, match=r"^cannot decode blob 7: its bytes are corrupt"):
+        decode_image(b"\x89PNG\r\n\x1a\n truncated", "blob 7")
 
 
 def test_corrupt_empty_missing(tmp_path, rgb):

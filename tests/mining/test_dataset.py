@@ -99,6 +99,45 @@ def test_parquet_plain_and_huggingface_struct(tmp_path: Path) -> None:
         open_dataset(tmp_path / "bad.parquet")
 
 
+def test_parquet_rows_get_the_file_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same bytes as a file and as a parquet row: an image over the pixel bound is shrunk
+    identically, and empty or corrupt bytes are refused with the same reason (so mining skips
+    both alike)."""
+    pa = pytest.importorskip("pyarrow", reason="parquet datasets need pyarrow (onnxlens[parquet])")
+    pq = pytest.importorskip(
+        "pyarrow.parquet", reason="parquet datasets need pyarrow (onnxlens[parquet])"
+    )
+    monkeypatch.setattr("onnxlens.data.images.MAX_PIXELS", 1_000_000)
+    yy, xx = np.mgrid[0:1400, 0:1100]
+    big = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)  # 1.54 MP
+    blobs = [
+        cv2.imencode(".png", big[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes(),
+        cv2.imencode(".png", photo_crops(1, seed=2)[0][:, :, ::-1])[1].tobytes(),
+        b"",
+        b"\x89PNG\r\n\x1a\n not the rest of a png",
+    ]
+    names = [f"f/{i}.png" for i in range(len(blobs))]
+    for n, b in zip(names, blobs, strict=True):
+        (tmp_path / n).parent.mkdir(exist_ok=True)
+        (tmp_path / n).write_bytes(b)
+    pq.write_table(pa.table({"path": names, "bytes": blobs}), tmp_path / "rows.parquet")
+    files, rows = open_dataset(tmp_path / "f"), open_dataset(tmp_path / "rows.parquet")
+    assert files.names == [n[2:] for n in names] and rows.names == names
+    shrunk = rows.read(0)
+    assert shrunk.shape[0] * shrunk.shape[1] <= 1_000_000 and shrunk.shape[0] > 1400 // 2
+    np.testing.assert_array_equal(shrunk, files.read(0))
+    np.testing.assert_array_equal(rows.read(1), files.read(1))
+    for i in (2, 3):
+        with pytest.raises(ImageError) as by_file:
+            files.read(i)
+        with pytest.raises(ImageError, match=rf"row {i} \('f/{i}.png'\)") as by_row:
+            rows.read(i)
+        # the same check fired: only the name of the source differs
+        why_file = str(by_file.value).replace(f"image {str(tmp_path / names[i])!r}", "SRC")
+        why_row = str(by_row.value).replace(f"row {i} ({names[i]!r})", "SRC")
+        assert why_row == why_file and "SRC" in why_row
+
+
 def test_missing_and_empty_data(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="does not exist"):
         open_dataset(tmp_path / "nope")

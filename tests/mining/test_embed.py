@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
+import cv2
 import numpy as np
 import pytest
 
@@ -60,3 +63,53 @@ def test_label_colors_are_distinct_and_stable() -> None:
     assert label_colors(["b", "a", "b"]) == {"a": TAB10[0], "b": TAB10[1]}
     many = label_colors([f"class {i}" for i in range(25)])
     assert len(set(many.values())) == 25 and list(many) == sorted(many)
+
+
+class _Elements(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[str, dict[str, str | None]]] = []
+        self.bold: list[str] = []
+        self._in_b = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, dict(attrs)))
+        self._in_b = tag == "b"
+        if self._in_b:
+            self.bold.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_b = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_b:  # the parser may deliver one text in pieces
+            self.bold[-1] += data
+
+
+def test_embed_map_page_with_hostile_folder_names(tiny_model_path: Path, tmp_path: Path) -> None:
+    """Folder names become labels and tooltips: they must stay text, and every link must be a
+    relative path to a file that exists (the page opens from file://)."""
+    data = tmp_path / "data"
+    folders = ["<img src=x onerror=alert(1)><script>", "a&b 'q' \"dq\""]  # no "/": one folder
+    rng = np.random.default_rng(3)
+    for i in range(8):
+        d = data / folders[i % 2]
+        d.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(d / f"é {i}.png"), rng.integers(0, 255, (20, 20, 3), np.uint8))
+    out = tmp_path / "emb"
+    res = embed(tiny_model_path, data, "r2", out, progress=False, thumbnails=3, perplexity=2)
+    doc = (out / "map.html").read_text()
+    p = _Elements()
+    p.feed(doc)
+    tags = [t for t, _ in p.found]
+    assert tags.count("script") == 1  # the shared hover script, linked, nothing injected
+    assert all("onerror" not in a for _, a in p.found)
+    assert set(p.bold) == set(folders)  # the colour legend shows the names as text
+    tips = [a["data-tip"] for t, a in p.found if t in ("img", "i") and "data-tip" in a]
+    assert tips == [f"{q} [{lab}]" for q, lab in zip(res["paths"], res["labels"], strict=True)]
+    links = [v for _, a in p.found for k, v in a.items() if k in ("href", "src") and v is not None]
+    assert "onnxlens.css" in links and "onnxlens.js" in links and len(links) == 3 + 2
+    for href in links:
+        parts = urlsplit(href)
+        assert not parts.scheme and not parts.netloc and not href.startswith("/")
+        assert (out / unquote(href)).is_file()

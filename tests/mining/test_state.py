@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnxlens.mining.state import NumpyTopK, core_topk_class, load_topk, new_topk
+from onnxlens.mining.topk import NumpyTopK, core_topk_class, load_topk, new_topk
 
 BACKENDS = ["numpy"] + (["core"] if core_topk_class() is not None else [])
 

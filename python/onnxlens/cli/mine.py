@@ -98,8 +98,15 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..mining import mine
+    from ..mining import RayOptions, mine
 
+    # Built before the model loads, so a bad --ray-* value fails at once.
+    ray = RayOptions(
+        address=args.ray_address,
+        num_cpus=args.ray_cpus,
+        actors=args.ray_actors,
+        cpus_per_actor=args.ray_cpus_per_actor,
+    )
     model = load_model(args)
     try:
         res = mine(
@@ -111,17 +118,14 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             score=args.score,
             engine=args.engine,
-            ray_address=args.ray_address,
-            ray_num_cpus=args.ray_cpus,
-            ray_actors=args.ray_actors,
-            ray_cpus_per_actor=args.ray_cpus_per_actor,
+            ray=ray,
             restart=args.restart,
             shard_size=args.shard_size,
             galleries=not args.no_galleries,
             progress=not args.quiet,
         )
     except KeyboardInterrupt:
-        from ..mining.state import Checkpoint
+        from ..mining.checkpoint import Checkpoint
 
         done = len(Checkpoint(Path(args.out)).done())
         again = " without --restart" if args.restart else ""  # --restart would discard them

@@ -70,8 +70,57 @@ def to_rgb8(img: np.ndarray, what: str = "image") -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def _imdecode(buf: np.ndarray, flags: int) -> np.ndarray | None:
+    try:
+        return cv2.imdecode(buf, flags)
+    except cv2.error:  # some malformed headers raise instead of returning None
+        return None
+
+
+def decode_image(
+    data: bytes | bytearray | memoryview | np.ndarray, what: str = "image"
+) -> np.ndarray:
+    """Encoded image bytes (a PNG, JPEG, ... file's contents) as uint8 RGB (H, W, 3).
+
+    The one decoder behind every path (files, parquet rows), so all share its checks: empty or
+    undecodable bytes raise ImageError naming `what` (e.g. "image 'a/b.png'"), and an image over
+    MAX_PIXELS comes back scaled down to fit.
+    """
+    buf = np.frombuffer(data, np.uint8)
+    if buf.size == 0:
+        raise ImageError(f"{what} is empty (0 bytes).")
+    img = _imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        # Headers that promise more pixels than OpenCV allows decode at a reduced size instead.
+        for reduced in (
+            cv2.IMREAD_REDUCED_COLOR_2,
+            cv2.IMREAD_REDUCED_COLOR_4,
+            cv2.IMREAD_REDUCED_COLOR_8,
+        ):
+            img = _imdecode(buf, reduced)
+            if img is not None:
+                break
+    if img is None:
+        raise ImageError(
+            f"cannot decode {what}: its bytes are corrupt, truncated or not an image format "
+            f"OpenCV reads ({', '.join(IMAGE_EXTENSIONS)})."
+        )
+    h, w = img.shape[:2]
+    if h * w > MAX_PIXELS:  # grayscale too: to_rgb8 triples it
+        scale = (MAX_PIXELS / (h * w)) ** 0.5
+        # Floor, not round, so the result is within the bound, not one row over it.
+        size = (max(1, int(w * scale)), max(1, int(h * scale)))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    return to_rgb8(img, what)
+
+
 def load_image(src: ImageLike) -> np.ndarray:
-    """Read an image file (or take an array) as uint8 RGB (H, W, 3)."""
+    """Read an image file (or take an array) as uint8 RGB (H, W, 3); files go through
+    `decode_image`."""
     if isinstance(src, np.ndarray):
         return to_rgb8(src, "image array")
     path = Path(src)
@@ -80,33 +129,7 @@ def load_image(src: ImageLike) -> np.ndarray:
     if path.is_dir():
         raise ImageError(f"{str(path)!r} is a folder, not an image.")
     data = np.fromfile(str(path), dtype=np.uint8)  # fromfile+imdecode: non-ASCII paths work too
-    if data.size == 0:
-        raise ImageError(f"image {str(path)!r} is empty (0 bytes).")
-    flags = cv2.IMREAD_UNCHANGED
-    img = cv2.imdecode(data, flags)
-    if img is None:
-        # Headers that promise more pixels than OpenCV allows decode at a reduced size instead.
-        for reduced in (
-            cv2.IMREAD_REDUCED_COLOR_2,
-            cv2.IMREAD_REDUCED_COLOR_4,
-            cv2.IMREAD_REDUCED_COLOR_8,
-        ):
-            img = cv2.imdecode(data, reduced)
-            if img is not None:
-                break
-    if img is None:
-        raise ImageError(
-            f"cannot decode image {str(path)!r}: the file is corrupt, truncated or not an image format "
-            f"OpenCV reads ({', '.join(IMAGE_EXTENSIONS)})."
-        )
-    if img.ndim == 3 and img.shape[0] * img.shape[1] > MAX_PIXELS:
-        scale = (MAX_PIXELS / (img.shape[0] * img.shape[1])) ** 0.5
-        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    if img.ndim == 3 and img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
-    return to_rgb8(img, f"image {str(path)!r}")
+    return decode_image(data, f"image {str(path)!r}")
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.images import IMAGE_EXTENSIONS, is_image_file, load_image, to_rgb8
+from ..data.images import IMAGE_EXTENSIONS, decode_image, is_image_file, load_image
 from ..errors import ConfigurationError, ImageError
 
 LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
@@ -168,17 +168,9 @@ class ParquetDataset(Dataset):
         super().__init__(source, names, labels)
 
     def read(self, i: int) -> np.ndarray:
+        # The file decoder, so a row gets exactly a file's checks (empty, corrupt, pixel bound).
         blob = self._bytes[i].as_py()
-        if not blob:
-            raise ImageError(f"row {i} ({self.names[i]!r}) holds no image bytes.")
-        img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise ImageError(f"row {i} ({self.names[i]!r}) is not a decodable image.")
-        if img.ndim == 3 and img.shape[2] == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        elif img.ndim == 3 and img.shape[2] == 4:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
-        return to_rgb8(img, f"row {i} ({self.names[i]!r})")
+        return decode_image(blob or b"", f"row {i} ({self.names[i]!r})")
 
 
 def _walk(root: Path) -> list[str]:

@@ -8,13 +8,13 @@ Output in DIR::
     predicted.npy    int64 (N,) arg-max of the model's first output, when it is (N, classes)
     coords.npy       float32 (N, 2): the 2-D map
     map.png          scatter plot coloured by label
-    map.html         the map with thumbnails (relative links into thumbs/)
+    map.html         the map with thumbnails (relative links into thumbs/); hover shows a point's
+                     path and label (onnxlens.css and onnxlens.js beside it)
     embedding.json   layer, method, colouring, counts, skipped items
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
 from collections.abc import Sequence
@@ -27,10 +27,11 @@ from ..errors import ConfigurationError
 from ..graph.receptive import ReceptiveFields, nchw_perms
 from ..graph.reduce import add_channel_reductions
 from ..model import Model
+from ..render.html import Page, Site, fmt, join, url
 from ..runtime import GraphKey
 from .dataset import open_dataset
+from .files import atomic_write
 from .runner import DEFAULT_BATCH, iter_batches
-from .state import atomic_write
 
 METHODS = ("tsne", "umap")
 COLOR_BY = ("auto", "folder", "predicted", "none")
@@ -292,28 +293,42 @@ def _html(
             )
     color = label_colors(labels)
     classes = list(color)
-    e = html.escape
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
-        "body{font:13px sans-serif;margin:1em}#map{position:relative;width:1000px;height:1000px;"
-        "border:1px solid #ccc;background:#fff}#map img{position:absolute;width:40px;height:40px;"
-        "border:2px solid;box-sizing:border-box}#map img:hover{transform:scale(3);z-index:9}"
-        "#map i{position:absolute;width:6px;height:6px;border-radius:3px}</style></head><body>",
-        f"<h1>{e(title)}</h1><p>{n} images. Colours: "
-        + ", ".join(f"<b style='color:{color[c]}'>{e(c) or '-'}</b>" for c in classes[:30])
-        + "</p><div id='map'>",
-    ]
+    page = Page(title, f"{n} images", script=True)
+    sec = page.section()
+    sec.text(
+        "Colours: {}",
+        join(
+            (fmt("<b style='color:{}'>{}</b>", color[c], c or "-") for c in classes[:30]),
+            sep=", ",
+        ),
+    )
+    sec.add(fmt("<p id='tip' class='tip note'>{}</p>", "hover a point to see its image path"))
+    points = []
     for r in range(n):
         x, y = xy[r]
-        tip = e(f"{paths[r]} [{labels[r]}]")
+        tip = f"{paths[r]} [{labels[r]}]"
         if r in show:
-            parts.append(
-                f"<img loading='lazy' src='thumbs/{int(idx[r]):08d}.jpg' title='{tip}' "
-                f"style='left:{x:.0f}px;top:{y:.0f}px;border-color:{color[labels[r]]}'>"
+            points.append(
+                fmt(
+                    "<img loading='lazy' src='{}' title='{tip}' data-tip='{tip}' "
+                    "style='left:{:.0f}px;top:{:.0f}px;border-color:{}'>",
+                    url(f"thumbs/{int(idx[r]):08d}.jpg"),
+                    x,
+                    y,
+                    color[labels[r]],
+                    tip=tip,
+                )
             )
         else:
-            parts.append(
-                f"<i title='{tip}' style='left:{x + 17:.0f}px;top:{y + 17:.0f}px;background:{color[labels[r]]}'></i>"
+            points.append(
+                fmt(
+                    "<i title='{tip}' data-tip='{tip}' "
+                    "style='left:{:.0f}px;top:{:.0f}px;background:{}'></i>",
+                    x + 17,
+                    y + 17,
+                    color[labels[r]],
+                    tip=tip,
+                )
             )
-    parts.append("</div></body></html>")
-    atomic_write(out / "map.html", "\n".join(parts).encode())
+    sec.add(fmt("<div class='map'>{}</div>", join(points, sep="\n")))
+    Site(out, writer=atomic_write).write(page, "map.html")

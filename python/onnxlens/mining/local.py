@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .checkpoint import Checkpoint
 from .dataset import Dataset, Shard
 from .runner import ShardRunner
-from .state import Checkpoint
 
 
 def run_local(

@@ -19,8 +19,10 @@ import numpy as np
 
 from ..data.preprocess import PreprocessSpec
 from ..errors import ConfigurationError
+from .checkpoint import Checkpoint
+from .config import MiningJob, RayOptions
 from .dataset import Shard
-from .state import Checkpoint, load_topk
+from .topk import load_topk
 
 log = logging.getLogger("onnxlens")
 
@@ -45,11 +47,8 @@ class ShardActor:
         model_bytes: bytes,
         preprocess: PreprocessSpec,
         data: str,
-        layers: Sequence[str],
+        job: MiningJob,
         channels: Sequence[int],
-        top_k: int,
-        score: str,
-        batch_size: int | None,
         threads: int,
         device: str,
     ) -> None:
@@ -60,9 +59,7 @@ class ShardActor:
         model = Model(model_bytes, device=device, threads=threads, preprocess=preprocess)
         self.dataset = open_dataset(data)
         self.channels = list(channels)
-        self.runner = ShardRunner(
-            model, layers, top_k, score, batch_size, decode_threads=max(1, threads)
-        )
+        self.runner = ShardRunner(model, job, decode_threads=max(1, threads))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list] = {"shard": [], "skipped": []}
@@ -83,25 +80,20 @@ class ShardActor:
 
 
 def run_ray(
+    job: MiningJob,
+    ray_options: RayOptions,
     model_bytes: bytes,
     preprocess: PreprocessSpec,
     data: str,
-    layers: Sequence[str],
     channels: Sequence[int],
-    top_k: int,
-    score: str,
-    batch_size: int | None,
     shards: Sequence[Shard],
     checkpoint: Checkpoint,
-    address: str | None = None,
-    num_cpus: int | None = None,
-    actors: int | None = None,
-    cpus_per_actor: int = 1,
     device: str = "cpu",
     progress: bool = True,
 ) -> None:
-    """Mine `shards` on Ray: a local Ray started here (`num_cpus` CPUs, default all) unless
-    `address` names a cluster ("auto" for the one this machine belongs to)."""
+    """Mine `shards` of `job` on Ray: a local Ray started here (`ray_options.num_cpus` CPUs,
+    default all) unless `ray_options.address` names a cluster ("auto" for the one this machine
+    belongs to). DATA (`data`, resolved) must be on storage every node sees."""
     ray = _import_ray()
     started = False
     if not ray.is_initialized():
@@ -110,19 +102,18 @@ def run_ray(
             "log_to_driver": False,
             "configure_logging": False,
         }
-        if address:
-            ray.init(address=address, **kwargs)
+        if ray_options.address:
+            ray.init(address=ray_options.address, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus, **kwargs)
+            ray.init(num_cpus=ray_options.num_cpus, **kwargs)
         started = True
     try:
         if not shards:
-            return 0.0
+            return
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
-        total = int(ray.cluster_resources().get("CPU", 1))
-        n_actors = actors or max(1, total // cpus_per_actor)
-        n_actors = min(n_actors, len(shards))
+        cpus_per_actor = ray_options.cpus_per_actor
+        n_actors = ray_options.actor_count(int(ray.cluster_resources().get("CPU", 1)), len(shards))
         rows = [{"shard": s.index, "start": s.start, "stop": s.stop} for s in shards]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         mined = ds.map_batches(
@@ -131,11 +122,8 @@ def run_ray(
                 "model_bytes": model_bytes,
                 "preprocess": preprocess,
                 "data": data,
-                "layers": list(layers),
+                "job": job,
                 "channels": list(channels),
-                "top_k": top_k,
-                "score": score,
-                "batch_size": batch_size,
                 "threads": cpus_per_actor,
                 "device": device,
             },
@@ -144,6 +132,7 @@ def run_ray(
             compute=ray.data.ActorPoolStrategy(size=n_actors),
             num_cpus=cpus_per_actor,
         )
+        layers = list(job.layers)
         for row in mined.iter_rows():
             states = {name: load_topk(bytes(row[f"layer{j}"])) for j, name in enumerate(layers)}
             skipped = [tuple(s) for s in json.loads(row["skipped"])]

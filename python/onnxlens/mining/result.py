@@ -11,8 +11,10 @@ Layout of DIR (format version 1)::
                               half-open and clipped, counts int64 (C,) filled slots
     skipped.json              [{"path", "reason"}] items that could not be read
     galleries/<layer-file>/c<channel>.png   the k patches of each channel
-    index.html                self-contained index with relative links
+    index.html, onnxlens.css  the gallery page (relative links only) and its stylesheet
     state/                    resume checkpoint (config.json, shard-*.npz)
+
+<layer-file> is `render.io.safe_filename` of the layer name; result.json records it per layer.
 
 Slots a channel could not fill (fewer readable images than k, or NaN scores) hold value NaN,
 id -1, path "", positions and boxes -1.
@@ -20,10 +22,7 @@ id -1, path "", positions and boxes -1.
 
 from __future__ import annotations
 
-import html
 import json
-import re
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,8 +31,11 @@ import numpy as np
 
 from ..errors import ConfigurationError
 from ..graph.receptive import Field
+from ..render.html import Page, Site, code, fmt, link, table, url
+from ..render.io import safe_filename
+from .config import FORMAT_VERSION
 from .dataset import Dataset
-from .state import FORMAT_VERSION, atomic_save_npz, atomic_write
+from .files import atomic_save_npz, atomic_write
 
 TILE = 96  # gallery tile side in pixels
 GALLERY_BUDGET = 512 << 20  # bytes of tiles held at once in the second pass
@@ -49,9 +51,9 @@ class MiningResult(dict):
 
 
 def layer_file(name: str) -> str:
-    """A file-system-safe, collision-free stem for a tensor name."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[-60:] or "layer"
-    return f"{stem}-{zlib.crc32(name.encode()):08x}"
+    """The file stem of a layer's arrays and gallery folder: safe on every OS, and distinct for
+    distinct tensor names (see `safe_filename`)."""
+    return safe_filename(name)
 
 
 def assemble(
@@ -239,51 +241,57 @@ def write_galleries(
 def write_index(
     out: Path, meta: dict, layers: dict[str, dict[str, np.ndarray]], galleries: bool
 ) -> None:
-    e = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>onnxlens mining: "
-        + e(meta["model"])
-        + "</title><style>body{font:14px sans-serif;margin:1.5em;background:#fafafa}"
-        "table{border-collapse:collapse}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
-        "vertical-align:top;text-align:left}img{image-rendering:pixelated;max-width:100%}"
-        "code{background:#eee;padding:0 3px}details{margin:.5em 0}</style></head><body>",
-        f"<h1>Top-{meta['top_k']} images per channel</h1>",
-        f"<p>Model <code>{e(meta['model'])}</code> (sha256 {e(meta['model_sha256'][:12])}…), DATA "
-        f"<code>{e(meta['data'])}</code>: {meta['images_mined']} images mined, "
-        f"{meta['skipped_count']} skipped (see <a href='skipped.json'>skipped.json</a>). Score: "
-        f"spatial {e(meta['score'])}; patches are receptive fields of the arg-max unit in the "
-        f"{meta['image_size'][0]}x{meta['image_size'][1]} model input, with the layer's stride grid "
-        "and the unit's cell outlined.</p><ul>",
-    ]
-    for la in meta["layers"]:
-        parts.append(
-            f"<li><a href='#{e(la['file'])}'>{e(la['name'])}</a> ({la['channels']} channels)</li>"
-        )
-    parts.append("</ul>")
+    page = Page(
+        f"Top-{meta['top_k']} images per channel: {meta['model']}",
+        fmt(
+            "model {} (sha256 {}…) · DATA {}",
+            code(meta["model"]),
+            meta["model_sha256"][:12],
+            code(meta["data"]),
+        ),
+    )
+    page.section().text(
+        "{n} images mined, {s} skipped (see {sk}). Score: spatial {score}; patches are receptive "
+        "fields of the arg-max unit in the {h}x{w} model input, with the layer's stride grid and "
+        "the unit's cell outlined.",
+        n=meta["images_mined"],
+        s=meta["skipped_count"],
+        sk=link("skipped.json", "skipped.json"),
+        score=meta["score"],
+        h=meta["image_size"][0],
+        w=meta["image_size"][1],
+    )
     for la in meta["layers"]:
         a = layers[la["name"]]
         rf = la["receptive_field"]
         rf_text = (
-            f"receptive field {rf['size'][0]:g}x{rf['size'][1]:g} px, stride {rf['stride'][0]:g}x{rf['stride'][1]:g}"
+            f"receptive field {rf['size'][0]:g}x{rf['size'][1]:g} px, "
+            f"stride {rf['stride'][0]:g}x{rf['stride'][1]:g}"
             if not rf["whole"]
-            else f"receptive field: whole image ({e(rf['reason'])})"
+            else f"receptive field: whole image ({rf['reason']})"
         )
-        parts.append(
-            f"<h2 id='{e(la['file'])}'>{e(la['name'])}</h2><p>{la['channels']} channels, grid "
-            f"{la['grid'][0]}x{la['grid'][1]}, {rf_text}. Arrays: <code>layers/{e(la['file'])}.npz</code></p>"
-            "<table><tr><th>channel</th><th>top values</th><th>patches</th></tr>"
+        sec = page.section(la["name"], anchor=la["file"])
+        sec.text(
+            "{c} channels, grid {gh}x{gw}, {rf}. Arrays: {npz}",
+            c=la["channels"],
+            gh=la["grid"][0],
+            gw=la["grid"][1],
+            rf=rf_text,
+            npz=code(f"layers/{la['file']}.npz"),
         )
+        rows = []
         for c in range(a["values"].shape[0]):
             vals = ", ".join(f"{v:.3g}" for v in a["values"][c][:4] if np.isfinite(v))
-            top = e(str(a["paths"][c][0])) if a["paths"][c].size else ""
+            top = str(a["paths"][c][0]) if a["paths"][c].size else ""
             img = (
-                f"<img loading='lazy' src='galleries/{e(la['file'])}/c{c:04d}.png' alt='channel {c}'>"
+                fmt(
+                    "<img loading='lazy' src='{}' alt='channel {}'>",
+                    url(f"galleries/{la['file']}/c{c:04d}.png"),
+                    c,
+                )
                 if galleries
                 else ""
             )
-            parts.append(
-                f"<tr><td>{c}</td><td>{vals}<br><small>{top}</small></td><td>{img}</td></tr>"
-            )
-        parts.append("</table>")
-    parts.append("</body></html>")
-    atomic_write(out / "index.html", "\n".join(parts).encode())
+            rows.append([c, fmt("{}<br><small>{}</small>", vals, top), img])
+        sec.add(table(["channel", "top values", "patches"], rows))
+    Site(out, writer=atomic_write).write(page, "index.html")

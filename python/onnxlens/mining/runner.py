@@ -17,8 +17,9 @@ from ..graph.receptive import ReceptiveFields, nchw_perms
 from ..graph.reduce import add_channel_reductions, split_argmax
 from ..model import Model
 from ..runtime import GraphKey
+from .config import MiningJob
 from .dataset import Dataset, Shard
-from .state import PAYLOAD, TopKState, new_topk
+from .topk import PAYLOAD, TopKState, new_topk
 
 DEFAULT_BATCH = 32
 
@@ -80,20 +81,19 @@ class ShardRunner:
     def __init__(
         self,
         model: Model,
-        layers: Sequence[str],
-        top_k: int,
-        score: str = "max",
-        batch_size: int | None = None,
+        job: MiningJob,
         decode_threads: int | None = None,
         backend: str = "auto",
     ) -> None:
+        """`job.layers` must be tensor names (`Model.resolve`); `backend` picks the top-k state
+        ("auto": the C++ one when built)."""
         self.model = model
-        self.layers = list(layers)
-        self.top_k = int(top_k)
-        self.score = score
+        self.job = job
+        self.layers = list(job.layers)
+        self.top_k = job.top_k
+        self.score = score = job.score
         self.backend = backend
-        static = model.input.batch
-        self.batch_size = static or int(batch_size or DEFAULT_BATCH)
+        self.batch_size = model.input.batch or job.batch_size or DEFAULT_BATCH
         self.fields = ReceptiveFields(model.proto, model.input_name, model.layout)
         reduced, self.reductions = add_channel_reductions(
             model.proto, self.layers, score, perms=nchw_perms(self.fields, self.layers)
