@@ -33,11 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from ..methods.activations import (
         default_layers,
         layer_stats,
-        safe_name,
         select_channels,
         to_nchw,
     )
     from ..render import channel_grid, save_png
+    from ..render.io import safe_filename
 
     model = load_model(args)
     layers = args.layers or default_layers(model, 4)
@@ -66,11 +66,12 @@ def run(args: argparse.Namespace) -> int:
             if args.save_arrays or a.ndim != 4:
                 import numpy as np
 
-                np.save(d / f"{safe_name(layer)}.npy", acts[layer][i])
+                np.save(d / f"{safe_filename(layer)}.npy", acts[layer][i])
             if a.ndim == 4:
                 chans = select_channels(a[i], args.channels)
                 save_png(
-                    d / f"{safe_name(layer)}.png", channel_grid(a[i][chans], colormap=args.colormap)
+                    d / f"{safe_filename(layer)}.png",
+                    channel_grid(a[i][chans], colormap=args.colormap),
                 )
     print(f"{'layer':<48} {'CxHxW':>14} {'sparsity':>9} {'blank':>6}")
     for r in rows:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigurationError
+from ..render.io import safe_filename
 from .common import add_model_args, add_preprocess_args, load_model
 
 
@@ -56,10 +57,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("_") or "tensor"
-
-
 def gradient_image(g: np.ndarray, size: tuple[int, int] | None, layout: str = "NCHW") -> np.ndarray:
     """(C, H, W) or (H, W, C) gradient -> uint8 (H, W): |g| max over channels, normalised."""
     import cv2
@@ -94,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     size = fitted.shape[1:3] if fitted is not None else None
     for name, g in grads.items():
         for i, src in enumerate(args.images):
-            stem = f"{Path(src).stem}_{_safe(name)}_{args.rules}"
+            stem = f"{Path(src).stem}_{safe_filename(name)}_{args.rules}"
             npy = args.out / f"{stem}.npy"
             np.save(npy, g[i])
             png = args.out / f"{stem}.png"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..data.classes import imagenet_classes
 from ..model import Model
-from ..render.report import Report
+from ..render.html import Page
 from .assets import demo_photos, export_efficientnet_lite0
 from .attribution import page_guided_gradcam, page_method_comparison, page_top3_gradcam
 from .pages import (
@@ -19,11 +19,12 @@ from .pages import (
     page_predictions,
     page_summary,
 )
+from .synthesis import page_visualisation
 
 log = logging.getLogger("onnxlens")
 
-#: The report's pages in order; each is `(ctx, report) -> None`. Later capabilities add theirs.
-PAGES: list[Callable[[DemoContext, Report], None]] = [
+#: The report's sections in order; each is `(ctx, page) -> None`. Later capabilities add theirs.
+PAGES: list[Callable[[DemoContext, Page], None]] = [
     page_predictions,
     page_top3_gradcam,
     page_guided_gradcam,
@@ -31,6 +32,7 @@ PAGES: list[Callable[[DemoContext, Report], None]] = [
     page_summary,
     page_activations,
     page_filters,
+    page_visualisation,
 ]
 
 
@@ -51,14 +53,14 @@ def run_demo(
     ctx = DemoContext(
         model, out, list(names), list(fitted), x, imagenet_classes(), model.predict(x)
     )
-    report = Report(
+    page = Page(
         "onnxlens demo: EfficientNet-Lite0 (ImageNet weights)",
         f"{path.name} · input {model.input_name} {tuple(model.input.shape or ())} · preprocessing: {model.preprocess.describe()}",
     )
-    for page in PAGES:
+    for build in PAGES:
         t = time.perf_counter()
-        page(ctx, report)
-        ctx.timings[page.__name__] = time.perf_counter() - t
-    index = report.write(out)
+        build(ctx, page)
+        ctx.timings[build.__name__] = time.perf_counter() - t
+    index = ctx.site.write(page, "index.html")
     log.info("demo finished in %.1fs", time.perf_counter() - t0)
     return index

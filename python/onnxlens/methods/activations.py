@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -98,12 +97,6 @@ def layer_stats(name: str, acts: np.ndarray) -> LayerStats:
         mean=float(finite.mean()) if finite.size else float("nan"),
         max=float(finite.max()) if finite.size else float("nan"),
     )
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe version of a tensor name."""
-    s = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")
-    return s[-80:] or "layer"
 
 
 def top_channels(acts: np.ndarray, count: int) -> np.ndarray:

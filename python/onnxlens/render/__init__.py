@@ -1,4 +1,5 @@
-"""Rendering: colormaps, heat-map overlays, upsampling, channel and filter grids, PNG output.
+"""Rendering: colormaps, heat-map overlays, upsampling, channel and filter grids, PNG output,
+safe file names, and the HTML pages (`onnxlens.render.html`).
 
 All arrays follow DESIGN.md: maps are float32 ``(N, h, w)``, images uint8 RGB
 ``(N, H, W, 3)``, sizes ``(H, W)``. The loops run in ``onnxlens._core`` (OpenMP, GIL released).
@@ -14,7 +15,7 @@ from onnxlens.render.grid import (
     comparison_grid,
     filter_grid,
 )
-from onnxlens.render.io import save_png
+from onnxlens.render.io import safe_filename, save_png
 from onnxlens.render.overlay import overlay, upsample
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "comparison_grid",
     "filter_grid",
     "overlay",
+    "safe_filename",
     "save_png",
     "upsample",
 ]
