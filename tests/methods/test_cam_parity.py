@@ -1,6 +1,7 @@
-"""Every CAM method against pytorch-grad-cam on the same weights and layer: the maps at input
-resolution correlate >= 0.99 (pytorch-grad-cam resizes with cv2 after normalising at layer
-resolution, Score-CAM upsamples its masks with align_corners=True: small, not zero, differences)."""
+"""Every CAM method against pytorch-grad-cam on the same weights and layer: the heat maps at input
+resolution agree value for value (both normalise each map to [0, 1] at layer resolution, resize,
+and normalise again) and correlate >= 0.99. pytorch-grad-cam resizes with cv2 and its Score-CAM
+upsamples the masks with align_corners=True: small, not zero, differences."""
 
 from __future__ import annotations
 
@@ -40,12 +41,15 @@ def theirs(name: str, net, layer, x: np.ndarray, target) -> np.ndarray:
         return cam(input_tensor=torch.from_numpy(x), targets=targets)
 
 
-def same_maps(ours: np.ndarray, ref: np.ndarray, what: str) -> None:
+def same_maps(ours: np.ndarray, ref: np.ndarray, what: str, atol: float = 1e-4) -> None:
+    assert ours.shape == ref.shape and ours.dtype == np.float32, what
     for i in range(len(ref)):
         if np.ptp(ref[i]) == 0:  # a negative map is clipped to zero by both: constant maps -> zeros
             assert np.all(ours[i] == 0), (what, i)
         else:
             assert nets.corr(ours[i], ref[i]) >= 0.99, (what, i)
+    # The values themselves (and so the [0, 1] range), not only the shape of the map.
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=atol, err_msg=what)
 
 
 @pytest.mark.parametrize(("ours", "ref"), PAIRS)
@@ -54,8 +58,7 @@ def test_cam_family_matches_pytorch_grad_cam_vgg(vgg, ours: str, ref: str, targe
     net, model, x = vgg
     exp = getattr(onnxlens, ours)(model, progress=False).attribute(x, target=target)
     ref_maps = theirs(ref, net, net.features[-1], x, target)
-    assert exp.heatmap.shape == ref_maps.shape == (2, 64, 64)
-    assert exp.heatmap.dtype == np.float32 and exp.heatmap.min() >= 0 and exp.heatmap.max() <= 1
+    assert ref_maps.shape == (2, 64, 64)
     same_maps(exp.heatmap, ref_maps, ours)
     if target is not None:
         assert exp.target.tolist() == target
@@ -89,7 +92,9 @@ def test_multi_layer_average_matches_pytorch_grad_cam(resnet18) -> None:
         )
     assert set(exp.raw) == set(layers)
     assert exp.raw[layers[0]].shape == (2, 7, 7) and exp.raw[layers[1]].shape == (2, 4, 4)
-    same_maps(exp.heatmap, ref, "multi-layer")
+    # pytorch-grad-cam averages the per-layer maps after resizing each with cv2; so do we, with
+    # our own bilinear resize, and the 7x7 and 4x4 maps magnify the resize differences.
+    same_maps(exp.heatmap, ref, "multi-layer", atol=5e-3)
 
 
 @pytest.fixture(scope="module")

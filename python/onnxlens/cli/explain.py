@@ -1,5 +1,9 @@
-"""`onnxlens explain MODEL IMAGE... --method M --target T --out DIR`: heat-map overlays per image
-and method, and a comparison grid (rows: images, columns: methods)."""
+"""`onnxlens explain MODEL IMAGE... --method M [--output NAME] [--target K] --out DIR`: heat-map
+overlays per image and method, and a comparison grid (rows: images, columns: methods).
+
+`--output` chooses the output explained (default: the first); `--target` the class of it
+(default: each image's top class). The old spelling `--target OUTPUT_NAME` still works for one
+release, as `--output OUTPUT_NAME`, with a deprecation notice on stderr."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigurationError
 from ..render import comparison_grid
 from .common import add_model_args, add_preprocess_args, load_model
 
@@ -32,9 +37,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"one or more of: {', '.join(METHODS)}, or all (default: gradcam)",
     )
     p.add_argument(
+        "--output",
+        default=None,
+        metavar="NAME",
+        help="the output to explain (an output, tensor or node name; default: the first output)",
+    )
+    p.add_argument(
         "--target",
         default=None,
-        help="class index (or one per image, comma-separated), or an output name; default: each image's top class",
+        metavar="K",
+        help="class index of the output, or one per image comma-separated (default: each image's top class)",
     )
     p.add_argument(
         "--layer",
@@ -50,50 +62,66 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _target(text: str | None, model) -> object:
+def _target(
+    text: str | None, output: str | None, model
+) -> tuple[int | list[int] | None, str | None]:
+    """(target, output) from --target and --output."""
     if text is None:
-        return None
-    if text in model.output_names:
-        return text
+        return None, output
     try:
         vals = [int(t) for t in text.split(",")]
     except ValueError:
-        from ..errors import ConfigurationError
-
-        raise ConfigurationError(
-            f"--target {text!r} is neither a class index, a comma-separated list of indices, nor an output "
-            f"({', '.join(model.output_names)})."
-        ) from None
-    return vals[0] if len(vals) == 1 else vals
+        if text not in model.output_names:
+            raise ConfigurationError(
+                f"--target {text!r} is not a class index or a comma-separated list of indices; "
+                "--target takes class indices, and --output NAME chooses the output (one of "
+                f"{', '.join(model.output_names)})."
+            ) from None
+        if output is not None and output != text:
+            raise ConfigurationError(
+                f"--target {text!r} names an output but --output is {output!r}; --target takes "
+                f"class indices: use --output {text} alone."
+            ) from None
+        # Deprecated: printed through the CLI's logger, since Python hides DeprecationWarnings
+        # outside __main__ and a command-line user would never see one.
+        log.warning(
+            "onnxlens: --target %s (an output name) is deprecated and will be removed in the "
+            "next release; use --output %s (and --target for class indices).",
+            text,
+            text,
+        )
+        return None, text
+    return (vals[0] if len(vals) == 1 else vals), output
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data import load_image
-    from ..methods.activations import safe_name
     from ..methods.registry import METHODS, make
-    from ..render import save_png
+    from ..render import safe_filename, save_png
 
     model = load_model(args)
     names = list(METHODS) if "all" in args.method else list(dict.fromkeys(args.method))
     images = [load_image(p) for p in args.images]
     x, fitted = model.prepare(images)
-    target = _target(args.target, model)
+    target, output = _target(args.target, args.output, model)
+    if output is not None:
+        model.resolve(output)  # a wrong name fails before any method runs, with suggestions
     out = Path(args.out)
     stems = [Path(p).stem for p in args.images]
     columns: list[np.ndarray] = []
-    classes = _class_names(model)
+    classes = _class_names(model, output)
     for name in names:
         layer = args.layer[0] if args.layer and len(args.layer) == 1 else args.layer
-        exp = make(name, model, layer=layer).attribute(x, target=target)
+        exp = make(name, model, layer=layer).attribute(x, target=target, output=output)
         exp.images = fitted
         ov = exp.overlay(colormap=args.colormap, alpha=args.alpha)
         columns.append(ov)
         for i, stem in enumerate(stems):
-            d = out / safe_name(stem)
+            d = out / safe_filename(stem)
             d.mkdir(parents=True, exist_ok=True)
-            save_png(d / f"{safe_name(name)}.png", ov[i])
+            save_png(d / f"{safe_filename(name)}.png", ov[i])
             if args.save_arrays:
-                np.save(d / f"{safe_name(name)}.npy", exp.heatmap[i])
+                np.save(d / f"{safe_filename(name)}.npy", exp.heatmap[i])
         tg = exp.target
         label = (
             ", ".join(_label(int(t), classes) for t in tg) if tg.dtype.kind != "f" else "cotangent"
@@ -111,10 +139,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _class_names(model) -> list[str] | None:
+def _class_names(model, output: str | None) -> list[str] | None:
     from ..data.classes import class_names_for
 
-    shape = model.layer(model.output_names[0]).shape
+    shape = model.layer(output if output is not None else model.output_names[0]).shape
     k = shape[-1] if shape else None
     return class_names_for(k if isinstance(k, int) else None)
 

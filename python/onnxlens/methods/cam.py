@@ -18,11 +18,12 @@ import numpy as np
 
 from ..errors import ConfigurationError
 from ..graph.head import head_graph
+from ..graph.patterns import gap_classifier_weights
 from ..model import Model
 from ..model.targets import cotangent_for, target_from_scores, target_score
 from ..render import upsample
 from ..runtime import GraphKey
-from .base import Method, as_list, forward_batch_size, progress
+from .base import Method, as_list, deprecated, forward_batch_size, progress
 from .explanation import Explanation, normalize_maps, softmax
 from .layers import announce, default_layer, to_maps
 
@@ -49,14 +50,18 @@ class LayerContext:
     target: np.ndarray  # int64 (N,) or float cotangent
     output: str
     scores: np.ndarray  # the explained output on x
+    internal_batch_size: int | None = None  # attribute()'s, for variants that run the model
 
 
 class BaseCAM(Method):
-    """Class activation maps at one or more layers (averaged).
+    """Class activation maps at one or more layers (averaged):
+    `GradCAM(model, layer=None).attribute(inputs, target=None, output=None)`.
 
-    `layer`: a tensor or node name, or several (maps averaged after per-layer normalisation);
-    default: the last spatial tensor before global pooling/flatten. `grid`: (h, w) of token
-    models' patch grid when it cannot be inferred (leading class tokens beyond h*w are dropped).
+    Constructor: `layer`, a tensor or node name or a list of them (maps averaged after per-layer
+    normalisation; the explanation's `.layers` lists the tensors used); default: the last spatial
+    tensor before global pooling/flatten. `grid`: (h, w) of token models' patch grid when it
+    cannot be inferred (leading class tokens beyond h*w are dropped). `output`: the default
+    output explained. `attribute(..., internal_batch_size=None)`: samples per ORT run.
     """
 
     name: ClassVar[str] = "cam-base"
@@ -72,6 +77,7 @@ class BaseCAM(Method):
         output: str | None = None,
         grid: tuple[int, int] | None = None,
         progress: bool = True,
+        *,
         batch_size: int | None = None,
     ) -> None:
         super().__init__(model, output=output, progress=progress, batch_size=batch_size)
@@ -94,9 +100,11 @@ class BaseCAM(Method):
             announce(self.model, type(self).__name__, tensors)
         return tensors
 
-    def _attribute(self, x: np.ndarray, target: object, output: str) -> Explanation:
+    def _attribute(
+        self, x: np.ndarray, target: object, output: str, bs: int | None, **knobs: Any
+    ) -> Explanation:
         layers = self.resolved_layers()
-        acts, grads, scores, tgt = self._acts_grads(x, target, output, layers)
+        acts, grads, scores, tgt = self._acts_grads(x, target, output, layers, bs)
         raws: dict[str, np.ndarray] = {}
         heats = []
         for la in layers:
@@ -106,7 +114,7 @@ class BaseCAM(Method):
                 if grads
                 else None
             )
-            ctx = LayerContext(x, la, acts[la], tgt, output, scores)
+            ctx = LayerContext(x, la, acts[la], tgt, output, scores, bs)
             w = np.asarray(self.channel_weights(a, g, ctx), dtype=np.float32)
             if w.ndim == 2:
                 w = w[:, :, None, None]
@@ -120,32 +128,28 @@ class BaseCAM(Method):
         return Explanation(self.name, heat, raw, tgt, scores, output, layers)
 
     def _acts_grads(
-        self, x: np.ndarray, target: object, output: str, layers: list[str]
+        self, x: np.ndarray, target: object, output: str, layers: list[str], bs: int | None
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None, np.ndarray, np.ndarray]:
         m = self.model
         if not self.uses_gradients:
-            got = m.activations(
-                x, list(dict.fromkeys([*layers, output])), batch_size=self.batch_size
-            )
+            got = m.activations(x, list(dict.fromkeys([*layers, output])), batch_size=bs)
             scores = got[output]
             return got, None, scores, target_from_scores(target, scores)
         head = m.head(layers[0]) if len(layers) == 1 else None
         if head is not None:
             # One forward with the layer tapped, then the VJP of the (small) head only.
-            got = m.activations(
-                x, list(dict.fromkeys([*layers, output])), batch_size=self.batch_size
-            )
+            got = m.activations(x, list(dict.fromkeys([*layers, output])), batch_size=bs)
             scores = got[output]
             tgt = target_from_scores(target, scores)
             a = np.ascontiguousarray(got[layers[0]], dtype=np.float32)
             g = head.gradient(a, cotangent_for(tgt, scores.shape), output=output, wrt="input")
             return got, {layers[0]: np.asarray(g)}, scores, tgt
         if target is None:
-            scores = self._scores(x, output)
+            scores = self._scores(x, output, bs)
             tgt = target_from_scores(None, scores)
             cot = cotangent_for(tgt, scores.shape)
             acts, grads, _ = m.activations_and_gradients(
-                x, layers, cot, output=output, batch_size=self.batch_size
+                x, layers, cot, output=output, batch_size=bs
             )
             return acts, grads, scores, tgt
         # An explicit target: activations, gradients and outputs come from one pass.
@@ -155,16 +159,17 @@ class BaseCAM(Method):
             else np.asarray(target, np.int64)
         )
         acts, grads, outs = m.activations_and_gradients(
-            x, layers, arg, output=output, batch_size=self.batch_size
+            x, layers, arg, output=output, batch_size=bs
         )
-        scores = outs[output] if output in outs else self._scores(x, output)
+        scores = outs[output] if output in outs else self._scores(x, output, bs)
         return acts, grads, scores, target_from_scores(target, scores)
 
 
 class CAM(BaseCAM):
     """Class activation mapping (Zhou et al. 2016): the classifier's weights of the target class,
     for networks ending in global average pooling -> fully connected. The weights are found in
-    the graph; other architectures get a clear error (use GradCAM, which generalises CAM)."""
+    the graph (`graph.patterns.gap_classifier_weights` lists the patterns); other architectures
+    get a clear error (use GradCAM, which generalises CAM)."""
 
     name = "cam"
     uses_gradients = False
@@ -172,10 +177,18 @@ class CAM(BaseCAM):
     def channel_weights(
         self, acts: np.ndarray, grads: np.ndarray | None, ctx: LayerContext
     ) -> np.ndarray:
-        w = fc_weights(self.model, ctx.layer)
+        w = _classifier_weights(self.model, ctx.layer)
         if w.shape[1] != acts.shape[1]:
             raise ConfigurationError(
                 f"the classifier after {ctx.layer!r} has {w.shape[1]} inputs but the layer has {acts.shape[1]} channels."
+            )
+        classes = int(np.prod(ctx.scores.shape[1:]))
+        if w.shape[0] != classes:
+            # E.g. an MLP head (MobileNetV3): the layer after pooling is not the one scoring classes.
+            raise ConfigurationError(
+                f"the fully connected layer after {ctx.layer!r} has {w.shape[0]} outputs but "
+                f"{ctx.output!r} has {classes} values per sample, so it does not compute the "
+                "explained scores. Use GradCAM (general) instead of CAM."
             )
         if ctx.target.dtype.kind == "f":
             return ctx.target.reshape(ctx.target.shape[0], -1) @ w
@@ -183,34 +196,23 @@ class CAM(BaseCAM):
 
 
 def fc_weights(model: Model, layer: str) -> np.ndarray:
-    """(K, C) weights of the fully connected layer fed by `layer` through global average pooling."""
-    nodes = list(model.proto.graph.node)
-    t = model.resolve(layer)
-    pooled = False
-    for _ in range(8):
-        cons = [n for n in nodes if t in n.input]
-        if len(cons) != 1:
-            break
-        n = cons[0]
-        if n.op_type in ("GlobalAveragePool", "ReduceMean"):
-            pooled = True
-            t = n.output[0]
-            continue
-        if n.op_type in ("Flatten", "Reshape", "Squeeze", "Identity"):
-            t = n.output[0]
-            continue
-        if pooled and n.op_type in ("Gemm", "MatMul") and n.input[0] == t:
-            try:
-                w = model.weights(n.input[1])
-            except KeyError:
-                break
-            trans_b = next((a.i for a in n.attribute if a.name == "transB"), 0)
-            return np.asarray(w if (n.op_type == "Gemm" and trans_b) else w.T, np.float32)
-        break
-    raise ConfigurationError(
-        f"CAM needs layer -> global average pooling -> fully connected, with the weights stored in the "
-        f"graph; {t!r} is not followed by that. Use GradCAM (equal to CAM on such networks, and general)."
+    """Deprecated: `onnxlens.graph.patterns.gap_classifier_weights(model.proto, tensor)`."""
+    deprecated(
+        "onnxlens.methods.cam.fc_weights is deprecated and will be removed in the next release; "
+        "use onnxlens.graph.patterns.gap_classifier_weights(model.proto, tensor_name)."
     )
+    return _classifier_weights(model, model.resolve(layer))
+
+
+def _classifier_weights(model: Model, tensor: str) -> np.ndarray:
+    w = gap_classifier_weights(model.proto, tensor)
+    if w is None:
+        raise ConfigurationError(
+            f"CAM needs layer -> global average pooling -> fully connected, with the weights "
+            f"stored in the graph; {tensor!r} is not followed by that. Use GradCAM (equal to CAM "
+            "on such networks, and general)."
+        )
+    return w
 
 
 class GradCAM(BaseCAM):
@@ -322,7 +324,7 @@ class ScoreCAM(BaseCAM):
         x = ctx.x
         n, c = acts.shape[:2]
         size = self._input_size(x)
-        bs = forward_batch_size(m, self.batch_size)
+        bs = forward_batch_size(m, ctx.internal_batch_size)
         sess = m.plain_session()
         scores = np.zeros((n, c), np.float32)
         flat = acts.reshape(n, c, -1)
@@ -384,8 +386,8 @@ class AblationCAM(BaseCAM):
         )
         bs = (
             max(1, min(c, int(m.memory_limit // max(1, per))))
-            if not self.batch_size
-            else self.batch_size
+            if not ctx.internal_batch_size
+            else ctx.internal_batch_size
         )
         orig = target_score(ctx.scores, ctx.target)
         ablated = np.zeros((n, c), np.float32)

@@ -41,6 +41,10 @@ class Explanation:
         for occlusion.
     target: int64 (N,) class indices, or the float cotangent array used (dense outputs).
     scores: the model output that was explained, (N, ...), as computed on the inputs.
+    output: the name of that output tensor (`attribute(..., output=)`, else the constructor's,
+        else the model's first output).
+    layers: the layer tensors a CAM explained (the constructor's `layer=`, resolved to tensor
+        names; the default layer when none was given); empty for methods without a layer.
     images: fitted uint8 RGB (N, H, W, 3) when the inputs were images, else None.
     extras: method-specific values (e.g. integrated gradients' convergence delta).
     """

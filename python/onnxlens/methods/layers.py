@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ConfigurationError, ShapeError
+from ..graph.layers import Shape
 from ..model import Model
 
 # Ops after which a feature map has lost its spatial layout (global pooling, flattening).
@@ -22,8 +23,12 @@ _POOL_OPS = {
 }
 
 
-def _static(shape: object) -> bool:
-    return shape is not None and all(isinstance(d, int) and d > 0 for d in shape[1:])  # type: ignore[union-attr]
+def static_dims(shape: Shape) -> tuple[int, ...] | None:
+    """The dims after the batch when all are known (positive ints), else None."""
+    if shape is None:
+        return None
+    dims = tuple(d for d in shape[1:] if isinstance(d, int) and d > 0)
+    return dims if len(dims) == len(shape) - 1 else None
 
 
 def default_layer(model: Model) -> str:
@@ -44,9 +49,9 @@ def default_layer(model: Model) -> str:
         for la in model.layers
         if la.shape is not None
         and len(la.shape) == 3
-        and _static(la.shape)
-        and token_grid(int(la.shape[1])) is not None
-    ]  # type: ignore[arg-type]
+        and (dims := static_dims(la.shape)) is not None
+        and token_grid(dims[0]) is not None
+    ]
     if tokens:
         return tokens[-1].name
     raise ConfigurationError(
@@ -55,13 +60,13 @@ def default_layer(model: Model) -> str:
     )
 
 
-def _nhwc_spatial(model: Model, shape: object) -> bool:
+def _nhwc_spatial(model: Model, shape: Shape) -> bool:
     return (
         model.layout == "NHWC"
         and shape is not None
         and len(shape) == 4
         and all(isinstance(d, int) and d > 1 for d in shape[1:3])
-    )  # type: ignore[arg-type]
+    )
 
 
 def token_grid(tokens: int) -> tuple[int, int, int] | None:

@@ -4,6 +4,7 @@ parameter randomisation sanity check (Adebayo et al. 2018)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -11,7 +12,7 @@ from onnx import numpy_helper
 
 from ..errors import ConfigurationError
 from ..model import Inputs, Model
-from ..model.targets import target_score
+from ..model.targets import Target, target_score
 from .base import Method, forward_batch_size, progress
 from .explanation import Explanation, softmax
 
@@ -170,19 +171,26 @@ def _parametric_nodes(proto: onnx.ModelProto) -> list[onnx.NodeProto]:
 def sanity_check(
     method: Method,
     inputs: Inputs,
-    target: object = None,
+    target: Target | str = None,
     steps: int = 6,
     seed: int = 0,
     progress: bool = True,
+    **attribute_kwargs: Any,
 ) -> SanityResult:
     """Model-parameter randomisation test (Adebayo et al. 2018, cascading): re-initialise the
     weights of the Conv/Gemm/MatMul nodes from the top down (Gaussian with each tensor's own
     std), explain the same inputs and targets with the same method settings, and measure the
-    rank correlation with the original heat maps at `steps` points of the cascade."""
+    rank correlation with the original heat maps at `steps` points of the cascade.
+
+    `attribute_kwargs` go to every `method.attribute` call: `output=` and the method's per-call
+    knobs (`n_steps=`, `baselines=`, `internal_batch_size=`, ...)."""
     model = method.model
-    original = method.attribute(inputs, target)
+    original = method.attribute(inputs, target, **attribute_kwargs)
     x = original.inputs
+    assert x is not None  # attribute() always records its inputs
     tgt = original.target
+    # The explained output, resolved, so a randomised copy explains the same tensor.
+    attribute_kwargs["output"] = original.output
     nodes = _parametric_nodes(model.proto)
     if not nodes:
         raise ConfigurationError("the model has no Conv/Gemm/MatMul weights to randomise.")
@@ -221,7 +229,7 @@ def sanity_check(
             preprocess=model.preprocess,
             memory_limit=model.memory_limit,
         )
-        exp = method.with_model(rand).attribute(x, tgt)
+        exp = method.with_model(rand).attribute(x, tgt, **attribute_kwargs)
         layers.append(order[k - 1].name or order[k - 1].output[0])
         rhos.append(spearman(original.heatmap, exp.heatmap))
         exps.append(exp)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from ..model import Model
 from . import cam, gradients, perturbation
 from .base import Method
 
@@ -26,8 +30,13 @@ METHODS: dict[str, type[Method]] = {
 }
 
 
-def make(name: str, model, layer=None, **kwargs) -> Method:
-    """An instance of method `name`; `layer` is passed only to the methods that take one."""
+def make(
+    name: str, model: Model | str, layer: str | Sequence[str] | None = None, **kwargs: Any
+) -> Method:
+    """An instance of method `name`; `layer` is passed only to the methods that take one.
+
+    `kwargs` are constructor settings (`output=`, `progress=`, `abs=`, ...); per-call knobs
+    (`n_steps=`, `nt_samples=`, `sliding_window_shapes=`, ...) go to the instance's `attribute`."""
     cls = METHODS[name]
     if cls.needs_layer and layer is not None:
         kwargs["layer"] = layer
