@@ -107,6 +107,16 @@ def variants(name: str, path: Path, x: np.ndarray, c: np.ndarray, threads: int) 
         feeds = {"input": x, vg.seed_inputs["logits"]: c}
         return lambda: s.run(fetch, feeds)[0]
 
+    def onnxlens_function():
+        # The public compiled object an optimisation loop holds: Model.vjp_function. Same graph
+        # and session as above; what it adds per call is feed checks and a dict of results.
+        import onnxlens
+
+        f = onnxlens.Model(proto, device="cpu", threads=threads).vjp_function(
+            "logits", batch=x.shape[0]
+        )
+        return lambda: f({"input": x}, {"logits": c}).gradients["input"]
+
     def torch_autograd():
         net = _net(name)
         xt = torch.from_numpy(x)
@@ -144,6 +154,7 @@ def variants(name: str, path: Path, x: np.ndarray, c: np.ndarray, threads: int) 
     out = {
         "ort_forward": ort_forward,
         "onnxlens": onnxlens,
+        "onnxlens_function": onnxlens_function,
         "torch": torch_autograd,
         "onnx_ad": onnx_ad,
     }
@@ -215,22 +226,22 @@ def main() -> None:
                 fns[v] = make()
                 setup = time.perf_counter() - t0
                 results[v] = fns[v]()  # warm-up, and the result compared below
-                print(f"  {name:20s} {v:12s} set up in {setup:.1f} s", flush=True)
+                print(f"  {name:20s} {v:17s} set up in {setup:.1f} s", flush=True)
             except Exception as exc:
                 fns.pop(v, None)
                 print(
-                    f"  {name:20s} {v:12s} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                    f"  {name:20s} {v:17s} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
                     flush=True,
                 )
         times = _round_robin(fns, args.repeat)
         for v, t in times.items():
-            print(f"  {name:20s} {v:12s} {t * 1000:9.1f} ms/batch (best of {args.repeat})")
+            print(f"  {name:20s} {v:17s} {t * 1000:9.1f} ms/batch (best of {args.repeat})")
         ref = results.get("torch")
         if ref is not None:
-            for v in ("onnxlens", "onnx_ad"):
+            for v in ("onnxlens", "onnxlens_function", "onnx_ad"):
                 if v in results:
                     rel = np.abs(results[v] - ref).max() / np.abs(ref).max()
-                    print(f"  {name:20s} {v:12s} max abs diff / max abs vs torch: {rel:.1e}")
+                    print(f"  {name:20s} {v:17s} max abs diff / max abs vs torch: {rel:.1e}")
         if "onnxlens" in times:
             print(
                 f"  {name:20s} onnxlens / ORT forward = {times['onnxlens'] / times['ort_forward']:.2f}x ; "
@@ -238,6 +249,11 @@ def main() -> None:
                 + (
                     f" ; onnx-ad / onnxlens = {times['onnx_ad'] / times['onnxlens']:.2f}x"
                     if "onnx_ad" in times
+                    else ""
+                )
+                + (
+                    f" ; VJPFunction / bare session = {times['onnxlens_function'] / times['onnxlens']:.3f}x"
+                    if "onnxlens_function" in times
                     else ""
                 )
             )
@@ -261,11 +277,11 @@ def main() -> None:
                 if r.returncode == 0 and r.stdout.strip():
                     m = json.loads(r.stdout.strip().splitlines()[-1])
                     print(
-                        f"  {name:20s} {v:12s} peak RSS increase {m['peak_mb']:7.0f} MB (session/graph setup {m['setup_mb']:.0f} MB)"
+                        f"  {name:20s} {v:17s} peak RSS increase {m['peak_mb']:7.0f} MB (session/graph setup {m['setup_mb']:.0f} MB)"
                     )
                 else:
                     print(
-                        f"  {name:20s} {v:12s} memory run failed: {(r.stderr or '').strip().splitlines()[-1:]}"
+                        f"  {name:20s} {v:17s} memory run failed: {(r.stderr or '').strip().splitlines()[-1:]}"
                     )
 
 

@@ -150,7 +150,7 @@ def main() -> None:
     )
     if args.no_lucent:
         return
-    render, param, transform, objectives = _lucent()
+    render, param, _transform, objectives = _lucent()
     obj = sum(
         objectives.channel(args.layer_torch, c, batch=c) for c in range(args.batch)
     )  # lucent's batch= restriction: row c maximises channel c

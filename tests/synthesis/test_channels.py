@@ -28,13 +28,17 @@ def _crops(n_per_photo: int = 52) -> np.ndarray:
         for _ in range(n_per_photo):
             s = int(rng.integers(min(h, w) // 4, min(h, w) + 1))
             y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
-            out.append(cv2.resize(img[y : y + s, x : x + s], (224, 224), interpolation=cv2.INTER_AREA))
+            out.append(
+                cv2.resize(img[y : y + s, x : x + s], (224, 224), interpolation=cv2.INTER_AREA)
+            )
     return np.stack(out)
 
 
 @pytest.mark.slow
 def test_channel_visualisations_beat_real_crops(efficientnet_path) -> None:
-    pytest.importorskip("skimage", reason="the bundled photos come from scikit-image (onnxlens[demo])")
+    pytest.importorskip(
+        "skimage", reason="the bundled photos come from scikit-image (onnxlens[demo])"
+    )
     model = onnxlens.Model(efficientnet_path, device="cpu")
     crops = _crops()
     assert len(crops) >= 200
@@ -52,4 +56,6 @@ def test_channel_visualisations_beat_real_crops(efficientnet_path) -> None:
             z = (acts[c] - mu) / sd
             hits += int(z.argmax() == c)
             total += 1
-    assert hits >= 0.8 * total, f"{hits} of {total} visualisations have their channel as the z-score argmax"
+    assert hits >= 0.8 * total, (
+        f"{hits} of {total} visualisations have their channel as the z-score argmax"
+    )

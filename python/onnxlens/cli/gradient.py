@@ -69,7 +69,7 @@ def gradient_image(g: np.ndarray, size: tuple[int, int] | None, layout: str = "N
             f"cannot draw a gradient of shape {g.shape} as an image; the .npy is saved."
         )
     peak = float(a.max())
-    img = (a / peak * 255.0 if peak > 0 else a).astype(np.uint8)
+    img: np.ndarray = (a / peak * 255.0 if peak > 0 else a).astype(np.uint8)
     if size is not None and img.shape != size:
         interp = cv2.INTER_NEAREST if img.shape[0] < size[0] else cv2.INTER_AREA
         img = cv2.resize(img, (size[1], size[0]), interpolation=interp)

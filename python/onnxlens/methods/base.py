@@ -1,7 +1,7 @@
 """The Method base class: one attribution method, one entry point (`attribute`), and the
 batching and progress helpers the methods share.
 
-Arrays follow DESIGN.md: inputs (N, C, H, W) float32 in the model's layout, heat maps (N, H, W)
+Arrays: inputs (N, C, H, W) float32 in the model's layout, heat maps (N, H, W)
 float32 at input resolution, sizes (H, W).
 """
 

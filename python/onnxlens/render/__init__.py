@@ -1,7 +1,7 @@
 """Rendering: colormaps, heat-map overlays, upsampling, channel and filter grids, PNG output,
 safe file names, and the HTML pages (`onnxlens.render.html`).
 
-All arrays follow DESIGN.md: maps are float32 ``(N, h, w)``, images uint8 RGB
+All arrays follow the package convention: maps are float32 ``(N, h, w)``, images uint8 RGB
 ``(N, H, W, 3)``, sizes ``(H, W)``. The loops run in ``onnxlens._core`` (OpenMP, GIL released).
 """
 

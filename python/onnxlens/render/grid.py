@@ -67,6 +67,11 @@ def channel_grid_values(
     return _core.channel_grid_f32(a, ncols, pad, scale, float(pad_value))
 
 
+def _rgb(color: tuple[int, int, int]) -> tuple[int, int, int]:
+    r, g, b = (int(c) for c in color)
+    return r, g, b
+
+
 def channel_grid(
     acts: npt.ArrayLike,
     ncols: int | None = None,
@@ -84,7 +89,7 @@ def channel_grid(
     a = _acts3(acts)
     ncols, pad, scale = _layout(a.shape[0], a.shape[1], a.shape[2], ncols, pad, scale)
     cmap = "gray" if colormap is None else check_colormap(colormap)
-    return _core.channel_grid_rgb(a, ncols, pad, scale, cmap, tuple(int(c) for c in pad_color))
+    return _core.channel_grid_rgb(a, ncols, pad, scale, cmap, _rgb(pad_color))
 
 
 def filter_grid(
@@ -121,7 +126,7 @@ def filter_grid(
         w = w.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
     w = np.ascontiguousarray(w)
     ncols, pad, scale = _layout(w.shape[0], kh, kw, ncols, pad, scale)
-    return _core.filter_grid(w, ncols, pad, scale, tuple(int(c) for c in pad_color))
+    return _core.filter_grid(w, ncols, pad, scale, _rgb(pad_color))
 
 
 def channel_stats(acts: npt.ArrayLike) -> dict[str, Any]:

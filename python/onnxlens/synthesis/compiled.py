@@ -15,12 +15,12 @@ import onnx
 from onnx import helper
 
 from ..autodiff import Rules, VJPFunction
-from ..errors import ShapeError
+from ..errors import ConfigurationError, ShapeError
 from ..graph.builder import GraphBuilder
 from ..graph.naming import NameGenerator
 from ..graph.shapes import infer_shapes, pin_input_shape
 from ..model import Model
-from .objectives import EmitContext, Objective, as_objective
+from .objectives import EmitContext, Objective, Sum, as_objective
 
 log = logging.getLogger("onnxlens")
 
@@ -126,7 +126,7 @@ class ObjectiveFunction:
 
 def stack_targets(objectives: Sequence[Objective]) -> Objective:
     """One objective whose row i is objectives[i] (a batch of different targets, one run)."""
-    return sum(
-        (o.restrict(i) for i, o in enumerate(objectives)),
-        start=0,  # type: ignore[arg-type]
-    )
+    rows = [o.restrict(i) for i, o in enumerate(objectives)]
+    if not rows:
+        raise ConfigurationError("no objectives to stack.")
+    return rows[0] if len(rows) == 1 else Sum([(1.0, r) for r in rows])

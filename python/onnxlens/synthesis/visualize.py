@@ -122,10 +122,10 @@ def visualize(
     `regularizers` are subtracted from the objective. `batch_size` objectives run per compiled
     batch (default: all, at most 16). `snapshots`: steps at which to keep the images.
     """
-    objs = [objectives] if isinstance(objectives, Objective | str) else list(objectives)
-    if not objs:
+    specs = [objectives] if isinstance(objectives, Objective | str) else list(objectives)
+    if not specs:
         raise ConfigurationError("no objectives given; pass e.g. channel('layer', 0).")
-    objs = [as_objective(o) for o in objs]
+    objs: list[Objective] = [as_objective(o) for o in specs]
     if steps < 1:
         raise ConfigurationError(f"steps must be >= 1, got {steps}.")
     model_size = model.input.size

@@ -110,8 +110,9 @@ def average_pool(ctx: RuleContext, g: str) -> str:
 def global_average_pool(ctx: RuleContext, g: str) -> str:
     b, x = ctx.b, ctx.x()
     s = b.static_shape(x)
-    if s is not None and all(isinstance(d, int) and d > 0 for d in s[2:]):
-        scaled = b.mul(g, b.scalar(1.0 / float(np.prod(s[2:])), x))
+    spatial = [d for d in (s or ())[2:] if isinstance(d, int) and d > 0]
+    if s is not None and len(spatial) == len(s) - 2:
+        scaled = b.mul(g, b.scalar(1.0 / float(np.prod(spatial)), x))
     else:
         n = b.op(
             "ReduceProd",

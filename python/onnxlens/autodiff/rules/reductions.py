@@ -43,8 +43,9 @@ def reduce_sum_mean(ctx: RuleContext, g: str) -> str:
     if ctx.node.op_type == "ReduceMean":
         s = b.static_shape(x)
         dims = [s[a] for a in axes] if s is not None else [None]
-        if all(isinstance(d, int) and d > 0 for d in dims):
-            gk = b.mul(gk, b.scalar(1.0 / float(np.prod(dims)), x))
+        known = [d for d in dims if isinstance(d, int) and d > 0]
+        if len(known) == len(dims):
+            gk = b.mul(gk, b.scalar(1.0 / float(np.prod(known)), x))
         else:
             n = b.op("Div", [b.numel(x), b.numel(ctx.y())])
             gk = b.op("Div", [gk, b.op("Cast", [n], to=b.elem_type(x))])

@@ -132,8 +132,9 @@ def gather(ctx: RuleContext, g: str) -> str:
         s = ctx.b.static_shape(ctx.x())
         axis = int(ctx.attr("axis", 0))
         flat = idx.reshape(-1).astype(np.int64)
-        if s is not None and isinstance(s[axis], int):
-            flat = np.where(flat < 0, flat + s[axis], flat)
+        size = s[axis] if s is not None else None
+        if isinstance(size, int):
+            flat = np.where(flat < 0, flat + size, flat)
         dup = len(np.unique(flat)) != flat.size
     return replay_scatter(ctx, g, duplicates=dup)
 
