@@ -69,7 +69,7 @@ def main() -> None:
         )
         if layer_m is None:
             layer_m = [m for m in net.modules() if isinstance(m, torch.nn.Module)][-4]
-        sess = model.session(("plain",), lambda model=model: model.proto)
+        sess = model.plain_session()
         bare = best(
             lambda model=model, sess=sess: sess.run(None, {model.input_name: x}), args.repeats
         )

@@ -85,6 +85,7 @@ def _lucent():
 def _best_pair(fn, steps: int, repeat: int) -> float:
     """Best per-step time from runs of `steps` and `2 * steps` steps."""
     best = float("inf")
+    fn(1)  # warm-up: lucent's first call pays hook and allocator set-up
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn(steps)
