@@ -105,15 +105,12 @@ class Gradients:
         v = self.variant(seeds, wrt, rules, keep, input_shape)
         tune = batch is not None and m.input.batch is None and m.on_cpu
         key = GraphKey("vjp", (v,), batch if tune else None)
-        holder: dict[str, VJPGraph] = {}
+        graph = self.graph(v, rules)  # cached per variant: the session below may be rebuilt
 
         def build() -> onnx.ModelProto:
-            g = self.graph(v, rules)
-            holder["g"] = g
-            return tune_for_cpu(g.proto, batch) if tune and batch else g.proto
+            return tune_for_cpu(graph.proto, batch) if tune and batch else graph.proto
 
-        sess = m.session(key, build)
-        return VJPFunction(holder.get("g") or self.graph(v, rules), sess, batch if tune else None)
+        return VJPFunction(graph, m.session(key, build), batch if tune else None)
 
     # -- array entry points ----------------------------------------------------------------------
     def _pinned_shape(self, x: np.ndarray) -> tuple[int, ...] | None:
@@ -235,9 +232,8 @@ class Gradients:
         batch_size: int | None = None,
     ) -> np.ndarray | dict[str, np.ndarray]:
         """Gradient of the target score w.r.t. `wrt` (see Model.gradient)."""
-        m = self._model
-        x, _ = m.prepare(inputs)
-        out_t = m.resolve(output) if output else m.output_names[0]
+        x, _ = self._model.prepare(inputs)
+        out_t = self._output(output)
         c = self._cotangent(out_t, target, x)
         res = self.vjp(
             x, {out_t: c}, [wrt] if isinstance(wrt, str) else list(wrt), rules, batch_size

@@ -183,9 +183,9 @@ def visualize(
         traj = np.zeros((steps, n), np.float32)
         try:
             for step in range(steps):
-                if step in snaps:
-                    snaps[step].append(_to_uint8(p.image()))
                 img = p.image()
+                if step in snaps:
+                    snaps[step].append(_to_uint8(img))
                 chain.sample(rng, n)
                 value, gx = f(space.to_model(chain.forward(img)))
                 g_img = chain.backward(space.backward(gx))
