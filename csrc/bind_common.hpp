@@ -18,6 +18,8 @@ const char* dtype_name();
 template <>
 inline const char* dtype_name<float>() { return "float32"; }
 template <>
+inline const char* dtype_name<double>() { return "float64"; }
+template <>
 inline const char* dtype_name<std::uint8_t>() { return "uint8"; }
 template <>
 inline const char* dtype_name<std::int64_t>() { return "int64"; }

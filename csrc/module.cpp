@@ -5,9 +5,10 @@ namespace py = pybind11;
 
 void bind_render(py::module_& m);
 void bind_topk(py::module_& m);
+void bind_synthesis(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "onnxlens private C++ kernels (resize, colormaps, overlays, grids, top-k).";
+  m.doc() = "onnxlens private C++ kernels (resize, colormaps, overlays, grids, top-k, synthesis warps).";
 #ifdef ONNXLENS_OPENMP
   m.attr("openmp") = true;
 #else
@@ -15,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
 #endif
   bind_render(m);
   bind_topk(m);
+  bind_synthesis(m);
 }

@@ -104,3 +104,16 @@ class TopK:
 
     def counts(self) -> npt.NDArray[np.int64]:
         """(C,) filled slots per channel."""
+
+# --- synthesis (csrc/bind_synthesis.cpp) ------------------------------------------------------
+
+def warp_affine(
+    x: npt.NDArray[np.float32], theta: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float32]:
+    """float32 (N, C, H, W), float64 (N, 2, 2) -> (N, C, H, W): bilinear, src = centre +
+    theta[i] @ (dst - centre) in (y, x) order, zero outside the plane."""
+
+def warp_affine_adjoint(
+    g: npt.NDArray[np.float32], theta: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float32]:
+    """The exact transpose of warp_affine (bilinear weights scattered back)."""

@@ -165,6 +165,56 @@ def test_affine_matches_cv2_warp() -> None:
     np.testing.assert_allclose(ours[inner], ref[inner], atol=0.04)
 
 
+def _numpy_warp(x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Reference bilinear warp in float64: src = centre + theta @ (dst - centre), zero outside."""
+    n, c, h, w = x.shape
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    yy, xx = np.meshgrid(np.arange(h) - cy, np.arange(w) - cx, indexing="ij")
+    out = np.zeros(x.shape, np.float64)
+    for i in range(n):
+        sy = cy + theta[i, 0, 0] * yy + theta[i, 0, 1] * xx
+        sx = cx + theta[i, 1, 0] * yy + theta[i, 1, 1] * xx
+        y0, x0 = np.floor(sy).astype(int), np.floor(sx).astype(int)
+        fy, fx = sy - y0, sx - x0
+        for dy, dx, wt in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
+                           (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):  # fmt: skip
+            yi, xi = y0 + dy, x0 + dx
+            inside = (yi >= 0) & (yi < h) & (xi >= 0) & (xi < w)
+            vals = x[i][:, np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)]
+            out[i] += np.where(inside, vals * wt, 0.0)
+    return out
+
+
+def test_affine_matches_numpy_reference_and_its_transpose() -> None:
+    """The C++ warp equals a float64 numpy gather; its adjoint equals the transpose of the
+    explicit sampling matrix built column by column from the reference."""
+    rng = np.random.default_rng(8)
+    tr = T.Affine(scales=[0.9, 1.07], angles=[-13, 4, 30])
+    tr.sample(rng, 3)
+    x = rng.standard_normal((3, 2, 11, 14)).astype(np.float32)
+    np.testing.assert_allclose(tr.forward(x), _numpy_warp(x, tr.theta), atol=1e-5)
+    h, w = 6, 7
+    tr.sample(rng, 1)
+    basis = np.eye(h * w, dtype=np.float32).reshape(h * w, 1, h, w)
+    matrix = np.stack([_numpy_warp(b[None], tr.theta)[0, 0].ravel() for b in basis], 1)
+    g = rng.standard_normal((1, 1, h, w)).astype(np.float32)
+    np.testing.assert_allclose(
+        tr.backward(g)[0, 0].ravel(), matrix.T @ g.ravel().astype(np.float64), atol=1e-5
+    )
+
+
+def test_warp_kernel_rejects_wrong_arrays() -> None:
+    from onnxlens import _core
+
+    x = np.zeros((2, 3, 5, 5), np.float32)
+    with pytest.raises(TypeError, match="float64"):
+        _core.warp_affine(x, np.zeros((2, 2, 2), np.float32))
+    with pytest.raises(ValueError, match=r"\(N, 2, 2\) with N = 2"):
+        _core.warp_affine(x, np.zeros((3, 2, 2)))
+    with pytest.raises(ValueError, match="non-contiguous"):
+        _core.warp_affine_adjoint(x[:, :, :, ::-1], np.zeros((2, 2, 2)))
+
+
 def test_standard_chain_fits_back_to_size() -> None:
     chain = T.Chain(T.standard_transforms()).fitted((32, 40))
     assert chain.output_size((32, 40)) == (32, 40)
@@ -240,3 +290,22 @@ def test_rmsprop_normalises_per_image() -> None:
     RMSprop(lr=0.1).step(p1, g)
     RMSprop(lr=0.1).step(p2, 1000 * g)  # the objective's scale does not change the step
     np.testing.assert_allclose(p1, p2, rtol=1e-5)
+
+
+def test_rmsprop_normalises_each_image_of_a_spectrum() -> None:
+    """A spectrum's parameters are (re/im, N, ...): the norm is per image across both parts, so
+    scaling one image's gradient changes neither its step nor the other image's."""
+    rng = np.random.default_rng(12)
+    g = rng.standard_normal((2, 2, 3, 4, 3)).astype(np.float32)
+    p1 = np.zeros_like(g)
+    p2 = np.zeros_like(g)
+    RMSprop(lr=0.1).step(p1, g, batch_axis=1)
+    g2 = g.copy()
+    g2[:, 1] *= 50.0
+    RMSprop(lr=0.1).step(p2, g2, batch_axis=1)
+    np.testing.assert_allclose(p1, p2, rtol=1e-5)
+    norm = np.sqrt(
+        (g[:, 0] ** 2).sum()
+    )  # the first RMSprop step is lr * (g/|g|) / sqrt(0.1 (g/|g|)^2)
+    gn = g[:, 0] / norm
+    np.testing.assert_allclose(p1[:, 0], 0.1 * gn / (np.sqrt(0.1 * gn * gn) + 1e-7), rtol=1e-4)

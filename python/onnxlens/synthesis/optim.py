@@ -13,8 +13,10 @@ from ..errors import ConfigurationError
 
 
 class Optimizer:
-    def step(self, params: np.ndarray, grad: np.ndarray) -> None:
-        """Update `params` in place to increase the objective whose gradient is `grad`."""
+    def step(self, params: np.ndarray, grad: np.ndarray, batch_axis: int = 0) -> None:
+        """Update `params` in place to increase the objective whose gradient is `grad`;
+        `batch_axis` is the axis of `params` that indexes images (1 for a spectrum's
+        (re/im, N, ...) parameters), for optimisers that treat each image on its own."""
         raise NotImplementedError
 
 
@@ -29,21 +31,32 @@ class Adam(Optimizer):
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
         self._m: np.ndarray | None = None
         self._v: np.ndarray | None = None
+        self._tmp: np.ndarray | None = None
         self._t = 0
 
-    def step(self, params: np.ndarray, grad: np.ndarray) -> None:
+    def step(self, params: np.ndarray, grad: np.ndarray, batch_axis: int = 0) -> None:
         if self._m is None or self._m.shape != grad.shape:
             self._m = np.zeros_like(grad, dtype=np.float32)
             self._v = np.zeros_like(grad, dtype=np.float32)
+            self._tmp = np.empty_like(grad, dtype=np.float32)
             self._t = 0
         assert self._v is not None
+        m, v, tmp = self._m, self._v, self._tmp
         self._t += 1
-        self._m *= self.beta1
-        self._m += (1 - self.beta1) * grad
-        self._v *= self.beta2
-        self._v += (1 - self.beta2) * grad * grad
+        # In place, one scratch buffer: the update runs every step on every parameter.
+        m *= self.beta1
+        np.multiply(grad, 1 - self.beta1, out=tmp)
+        m += tmp
+        v *= self.beta2
+        np.multiply(grad, grad, out=tmp)
+        tmp *= 1 - self.beta2
+        v += tmp
         lr_t = self.lr * np.sqrt(1 - self.beta2**self._t) / (1 - self.beta1**self._t)
-        params += (lr_t * self._m / (np.sqrt(self._v) + self.eps)).astype(np.float32)
+        np.sqrt(v, out=tmp)
+        tmp += self.eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= lr_t
+        params += tmp
 
 
 class RMSprop(Optimizer):
@@ -58,9 +71,9 @@ class RMSprop(Optimizer):
         self.lr, self.rho, self.eps, self.normalize = lr, rho, eps, normalize
         self._ms: np.ndarray | None = None
 
-    def step(self, params: np.ndarray, grad: np.ndarray) -> None:
-        if self.normalize:
-            axes = tuple(range(1, grad.ndim)) if grad.ndim > 1 else None
+    def step(self, params: np.ndarray, grad: np.ndarray, batch_axis: int = 0) -> None:
+        if self.normalize:  # one norm per image, over all its parameters
+            axes = tuple(a for a in range(grad.ndim) if a != batch_axis) if grad.ndim > 1 else None
             norm = np.sqrt((grad * grad).sum(axis=axes, keepdims=True)) + 1e-12
             grad = grad / norm
         if self._ms is None or self._ms.shape != grad.shape:

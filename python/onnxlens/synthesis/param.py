@@ -34,6 +34,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)  # no overflow warnings
 
 
+def _mix_channels(m: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """out[:, i] = sum_j m[i, j] t[:, j] for (N, C, H, W) t: one batched matmul (einsum's
+    optimised path took 16 ms per call here, this takes well under 1 ms)."""
+    n, c, h, w = t.shape
+    return np.matmul(m, t.reshape(n, c, h * w)).reshape(n, c, h, w)
+
+
 class ToRGB:
     """The last two steps shared by every parameterisation: colour decorrelation (3 channels)
     and a sigmoid into [0, 1] (or a clip, without a gradient outside [0, 1])."""
@@ -51,7 +58,7 @@ class ToRGB:
 
     def forward(self, t: np.ndarray) -> np.ndarray:
         if self.decorrelate:
-            t = np.einsum("ij,njhw->nihw", COLOR_DECORRELATION, t, optimize=True)
+            t = _mix_channels(COLOR_DECORRELATION, t)
         self._pre = t
         out = _sigmoid(t) if self.sigmoid else np.clip(t, 0.0, 1.0).astype(np.float32)
         self._out = out
@@ -64,7 +71,7 @@ class ToRGB:
         else:  # the clip passes gradients only where it did not clip
             g = g * ((self._pre >= 0.0) & (self._pre <= 1.0))
         if self.decorrelate:
-            g = np.einsum("ji,njhw->nihw", COLOR_DECORRELATION, g, optimize=True)
+            g = _mix_channels(COLOR_DECORRELATION.T, g)
         return g.astype(np.float32)
 
 
@@ -72,6 +79,8 @@ class Parameterization:
     """Parameters -> images (N, C, H, W) in [0, 1], with the exact adjoint."""
 
     params: np.ndarray
+    # The axis of `params` that indexes images (a spectrum's parameters are (re/im, N, ...)).
+    batch_axis = 0
 
     def __init__(self, batch: int, channels: int, size: tuple[int, int]) -> None:
         self.batch, self.channels = int(batch), int(channels)
@@ -157,12 +166,16 @@ class _Spectral(Parameterization):
     def _spectrum_grad(self, grad_image: np.ndarray) -> np.ndarray:
         """d objective / d spectrum (complex: d/dRe + i d/dIm) from d objective / d image."""
         g = self.rgb.backward(grad_image) * self._SCALE
-        return np.fft.rfft2(g) * self._weights
+        # float64 on purpose: numpy's float32 forward FFT is several times slower than float64
+        # (measured 11 ms vs 3 ms at 8x3x128x128), and this runs every step.
+        return (np.fft.rfft2(g.astype(np.float64)) * self._weights).astype(np.complex64)
 
 
 class FFTImage(_Spectral):
     """A spectrum (real and imaginary parts) scaled by 1 / max(|f|, 1/max(h, w))^decay_power
     times sqrt(h w): lucid's `fft_image`. Its random start has std `sd` per part."""
+
+    batch_axis = 1
 
     def __init__(
         self,

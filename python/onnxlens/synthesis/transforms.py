@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _core
 from ..errors import ConfigurationError
 
 
@@ -120,75 +121,28 @@ class Fit(Transform):
 class Affine(Transform):
     """A random scale and/or rotation about the image centre, bilinear sampling with zero
     padding outside the image (the size is kept). `backward` is the exact transpose of the
-    sampling (each output pixel's four bilinear weights scattered back)."""
+    sampling: each output pixel's four bilinear weights scattered back (both in C++,
+    `_core.warp_affine` and `_core.warp_affine_adjoint`)."""
 
     def __init__(self, scales: Sequence[float] = (1.0,), angles: Sequence[float] = (0.0,)) -> None:
         self.scales = np.asarray(scales, np.float64)
         self.angles = np.asarray(angles, np.float64)
-        self._theta: np.ndarray = np.zeros((0, 2, 3))
-        self._cache: tuple | None = None
+        self.theta: np.ndarray = np.zeros((0, 2, 2))
 
     def sample(self, rng: np.random.Generator, n: int) -> None:
         s = rng.choice(self.scales, size=n)
         a = np.deg2rad(rng.choice(self.angles, size=n))
-        # inverse map (output -> input coordinates about the centre): rotate by -a, scale 1/s
+        # inverse map (output -> input offsets from the centre, (y, x)): rotate by -a, scale 1/s
         cos, sin = np.cos(a) / s, np.sin(a) / s
-        self._theta = np.stack([np.stack([cos, sin], 1), np.stack([-sin, cos], 1)], 1)
-        self._cache = None
-
-    def _weights(self, h: int, w: int) -> tuple[np.ndarray, ...]:
-        """Per image: the flat indices of the 4 source pixels of every output pixel and their
-        bilinear weights (0 outside the image): (n, 4, h*w) each."""
-        if self._cache is not None and self._cache[0] == (h, w):
-            return self._cache[1]
-        cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-        yy, xx = np.meshgrid(np.arange(h) - cy, np.arange(w) - cx, indexing="ij")
-        pts = np.stack([yy.ravel(), xx.ravel()])  # (2, h*w)
-        idx, wts = [], []
-        for m in self._theta:
-            sy, sx = m @ pts
-            sy, sx = sy + cy, sx + cx
-            y0, x0 = np.floor(sy), np.floor(sx)
-            fy, fx = sy - y0, sx - x0
-            corners_i, corners_w = [], []
-            for dy, dx, wt in (
-                (0, 0, (1 - fy) * (1 - fx)),
-                (0, 1, (1 - fy) * fx),
-                (1, 0, fy * (1 - fx)),
-                (1, 1, fy * fx),
-            ):
-                yi, xi = y0 + dy, x0 + dx
-                inside = (yi >= 0) & (yi < h) & (xi >= 0) & (xi < w)
-                corners_i.append(np.where(inside, yi * w + xi, 0).astype(np.int64))
-                corners_w.append(np.where(inside, wt, 0.0).astype(np.float32))
-            idx.append(np.stack(corners_i))
-            wts.append(np.stack(corners_w))
-        out = (np.stack(idx), np.stack(wts))
-        self._cache = ((h, w), out)
-        return out
+        self.theta = np.ascontiguousarray(
+            np.stack([np.stack([cos, sin], 1), np.stack([-sin, cos], 1)], 1), np.float64
+        )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        n, c, h, w = x.shape
-        idx, wts = self._weights(h, w)
-        flat = x.reshape(n, c, h * w)
-        out = np.zeros((n, c, h * w), np.float32)
-        for i in range(n):
-            for k in range(4):
-                out[i] += flat[i][:, idx[i, k]] * wts[i, k]
-        return out.reshape(n, c, h, w)
+        return _core.warp_affine(np.ascontiguousarray(x, np.float32), self.theta)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        n, c, h, w = g.shape
-        idx, wts = self._weights(h, w)
-        flat = g.reshape(n, c, h * w)
-        out = np.zeros((n, c, h * w), np.float32)
-        for i in range(n):
-            for k in range(4):
-                for ch in range(c):
-                    out[i, ch] += np.bincount(
-                        idx[i, k], weights=flat[i, ch] * wts[i, k], minlength=h * w
-                    ).astype(np.float32)
-        return out.reshape(n, c, h, w)
+        return _core.warp_affine_adjoint(np.ascontiguousarray(g, np.float32), self.theta)
 
 
 def scale(scales: Sequence[float]) -> Affine:
