@@ -288,18 +288,21 @@ def default_rules() -> RuleSet:
 
 
 def rule_set(rules: str | RuleSet | Mapping[Key | str, Rule] | None) -> RuleSet:
-    """Resolve `rules` ("default", "guided", "deconvnet", a RuleSet or an overlay dict)."""
+    """Resolve `rules` ("default", "guided", "deconvnet", "redirected" (feature visualisation's
+    redirected ReLU gradients), a RuleSet or an overlay dict)."""
     if isinstance(rules, RuleSet):
         return rules
     if rules is None or isinstance(rules, str):
         name = rules or "default"
         if name not in _SETS:
             from .rules.activations import deconvnet_overlay, guided_overlay
+            from .rules.redirected import redirected_overlay
 
             base = default_rules()
             _SETS["default"] = base
             _SETS["guided"] = base.overlay(guided_overlay(), "guided")
             _SETS["deconvnet"] = base.overlay(deconvnet_overlay(), "deconvnet")
+            _SETS["redirected"] = base.overlay(redirected_overlay(), "redirected")
         if name not in _SETS:
             from ..errors import ConfigurationError
 

@@ -28,7 +28,7 @@ from .param import (
     PixelImage,
     magnitude_spectrum,
 )
-from .regularizers import Regularizer
+from .regularizers import GREY, Projection, Regularizer
 from .space import ModelSpace
 from .transforms import Chain, Transform, standard_transforms
 
@@ -71,6 +71,11 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return np.repeat(u8, 3, axis=3) if u8.shape[3] == 1 else np.ascontiguousarray(u8)
 
 
+def _has_relus(model: Model) -> bool:
+    """Whether the redirected rule set changes anything: a Relu, or a Clip (ReLU6)."""
+    return any(n.op_type in ("Relu", "Clip") for n in model.proto.graph.node)
+
+
 def _make_param(
     kind: str | Callable[[int], Parameterization],
     n: int,
@@ -103,12 +108,13 @@ def visualize(
     transforms: Sequence[Transform] | str | None = "standard",
     optimizer: str | Optimizer = "adam",
     lr: float | None = None,
-    regularizers: Sequence[Regularizer] = (),
+    regularizers: Sequence[Regularizer | Projection] = (),
     decorrelate: bool = True,
     magnitude_images: Sequence[np.ndarray] | None = None,
     batch_size: int | None = None,
     seed: int = 0,
     snapshots: Sequence[int] = (),
+    redirect_steps: int = 16,
     progress: bool = True,
 ) -> Visualization:
     """Images that maximise each objective (one image per objective, batched).
@@ -119,8 +125,13 @@ def visualize(
     its magnitude spectrum from `magnitude_images`), or a callable n -> Parameterization.
     `transforms`: "standard" (lucid's pad/jitter/scale/rotate), None, or a list. `optimizer`:
     "adam" (lr 0.05) or "rmsprop" (keras-vis' normalised RMSprop, lr 0.01), or an Optimizer.
-    `regularizers` are subtracted from the objective. `batch_size` objectives run per compiled
-    batch (default: all, at most 16). `snapshots`: steps at which to keep the images.
+    `regularizers`: priors subtracted from the objective (`lp`, `total_variation`, ...) and
+    Yosinski's projections applied after each step (`decay`, `blur`, `clip_norm`,
+    `clip_contribution`; these need param="pixel", which then optimises raw pixels). `batch_size`
+    objectives run per compiled batch (default: all, at most 16). `snapshots`: steps at which to
+    keep the images. `redirect_steps`: the first steps use redirected ReLU gradients (lucid; the
+    "redirected" rule set), so a channel dead on the starting image still gets a gradient; 0
+    turns it off, and models without ReLU/ReLU6 never use it.
     """
     specs = [objectives] if isinstance(objectives, Objective | str) else list(objectives)
     if not specs:
@@ -160,6 +171,22 @@ def visualize(
         magnitude = magnitude_spectrum(magnitude_images, size)
         if magnitude.shape[0] != chans:
             magnitude = np.repeat(magnitude.mean(0, keepdims=True), chans, axis=0)
+    priors = [r for r in regularizers if isinstance(r, Regularizer)]
+    projections = [r for r in regularizers if isinstance(r, Projection)]
+    if len(priors) + len(projections) != len(regularizers):
+        raise ConfigurationError(
+            "regularizers takes priors (onnxlens.synthesis.regularizers.lp, total_variation, ...) "
+            "and projections (decay, blur, clip_norm, clip_contribution)."
+        )
+    if projections and param != "pixel":
+        raise ConfigurationError(
+            "Yosinski's projections (decay, blur, clip_norm, clip_contribution) edit raw pixels: "
+            "pass param='pixel' with them."
+        )
+    if redirect_steps < 0:
+        raise ConfigurationError(f"redirect_steps must be >= 0, got {redirect_steps}.")
+    if not _has_relus(model):
+        redirect_steps = 0
     bs = int(batch_size or min(len(objs), 16))
     rng = np.random.default_rng(seed)
     keep = sorted({int(s) for s in snapshots if 0 <= int(s) <= steps})
@@ -177,8 +204,16 @@ def visualize(
     for c0 in chunks:
         chunk = objs[c0 : c0 + bs]
         n = len(chunk)
-        f = ObjectiveFunction(model, stack_targets(chunk) if n > 1 else chunk[0], n, size)
-        p = _make_param(param, n, chans, size, rng, decorrelate, magnitude)
+        target = stack_targets(chunk) if n > 1 else chunk[0]
+        f = ObjectiveFunction(model, target, n, size)
+        f_start = (
+            ObjectiveFunction(model, target, n, size, rules="redirected") if redirect_steps else f
+        )
+        if projections:  # raw pixels, starting grey with a little noise (Yosinski)
+            init = GREY + 0.01 * rng.standard_normal((n, chans, *size))
+            p = PixelImage(n, chans, size, decorrelate=False, sigmoid=False, init=init)
+        else:
+            p = _make_param(param, n, chans, size, rng, decorrelate, magnitude)
         opt = make_optimizer(optimizer, lr)
         traj = np.zeros((steps, n), np.float32)
         try:
@@ -187,11 +222,16 @@ def visualize(
                 if step in snaps:
                     snaps[step].append(_to_uint8(img))
                 chain.sample(rng, n)
-                value, gx = f(space.to_model(chain.forward(img)))
+                fn = f_start if step < redirect_steps else f
+                value, gx = fn(space.to_model(chain.forward(img)))
                 g_img = chain.backward(space.backward(gx))
-                for r in regularizers:
+                for r in priors:
                     g_img -= r.weight * r.grad(img)
-                opt.step(p.params, p.backward(g_img))
+                opt.step(p.params, p.backward(g_img), p.batch_axis)
+                if projections:
+                    for proj in projections:
+                        proj.apply(p.params, g_img, step)
+                    np.clip(p.params, 0.0, 1.0, out=p.params)
                 traj[step] = value
                 if not np.isfinite(value).all():
                     raise ConfigurationError(
@@ -242,6 +282,8 @@ def visualize(
             else "custom",
             "optimizer": optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
             "seed": seed,
+            "redirect_steps": redirect_steps,
+            "regularizers": [type(r).__name__ for r in regularizers],
             "interrupted": interrupted,
         },
     )
