@@ -15,6 +15,7 @@ from .dataset import Dataset, open_dataset
 from .embed import embed
 from .mine import mine
 from .result import MiningResult, load
+from .score import channel_scores, top_patches
 from .topk import NumpyTopK, new_topk
 
 __all__ = [
@@ -25,10 +26,12 @@ __all__ = [
     "NumpyTopK",
     "RayOptions",
     "ReceptiveFields",
+    "channel_scores",
     "embed",
     "load",
     "mine",
     "new_topk",
     "open_dataset",
     "receptive_field",
+    "top_patches",
 ]
