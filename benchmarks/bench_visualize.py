@@ -106,7 +106,16 @@ def main() -> None:
     ap.add_argument("--layer-onnx", default="/_blocks.9/Add_output_0")
     ap.add_argument("--layer-torch", default="_blocks_9")
     ap.add_argument("--no-lucent", action="store_true")
+    ap.add_argument(
+        "--end-to-end", type=int, default=0, metavar="CHANNELS",
+        help="instead: render CHANNELS channels for --steps steps with each tool in its own "
+        "process (batches of --batch) and report wall time and peak memory",
+    )  # fmt: skip
+    ap.add_argument("--only", choices=["onnxlens", "lucent"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.end_to_end:
+        _end_to_end(args)
+        return
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     net, torch = _lite0()
     torch.set_num_threads(args.threads)
@@ -173,6 +182,63 @@ def main() -> None:
             f"  {args.batch} channels x {n} steps: onnxlens {t_ours * n:.0f} s, lucent "
             f"{t_lucent * n:.0f} s (from the per-step figures)"
         )
+
+
+def _end_to_end(args: argparse.Namespace) -> None:
+    """Each tool in a fresh process (so peak RSS is its own): CHANNELS channels, --steps steps."""
+    import json
+    import subprocess
+
+    if args.only is None:
+        print(
+            f"EfficientNet-Lite0, layer {args.layer_onnx}: {args.end_to_end} channels at "
+            f"{args.size}x{args.size}, {args.steps} steps, batches of {args.batch}, "
+            f"{args.threads} threads"
+        )
+        for tool in ("onnxlens", "lucent"):
+            argv = [sys.executable, __file__, "--only", tool] + [
+                a for a in sys.argv[1:] if a != "--only"
+            ]
+            res = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True)
+                             .stdout.strip().splitlines()[-1])  # fmt: skip
+            print(f"  {tool:9s} {res['seconds']:7.1f} s   peak RSS {res['peak_mb']:7.0f} MB")
+        return
+    import resource
+
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    net, torch = _lite0()
+    torch.set_num_threads(args.threads)
+    n, size = args.end_to_end, args.size
+    t0 = time.perf_counter()
+    if args.only == "onnxlens":
+        import onnxlens
+        from onnxlens import synthesis as S
+
+        folder = Path(tempfile.gettempdir()) / "onnxlens_bench_visualize"
+        folder.mkdir(exist_ok=True)
+        path = _export(net, torch, size, folder)
+        t0 = time.perf_counter()  # the export is not onnxlens' time
+        model = onnxlens.Model(
+            path, device="cpu", threads=args.threads,
+            preprocess={"mean": [0.0] * 3, "std": [1.0] * 3, "scale": 1 / 255},
+        )  # fmt: skip
+        S.visualize(
+            model, [S.channel(args.layer_onnx, c) for c in range(n)], steps=args.steps,
+            batch_size=args.batch, progress=False,
+        )  # fmt: skip
+    else:
+        render, param, _transform, objectives = _lucent()
+        for c0 in range(0, n, args.batch):
+            b = min(args.batch, n - c0)
+            obj = sum(objectives.channel(args.layer_torch, c0 + i, batch=i) for i in range(b))
+            render.render_vis(
+                net, obj, lambda b=b: param.image(size, batch=b, fft=True, decorrelate=True),
+                thresholds=(args.steps,), show_image=False, progress=False,
+                fixed_image_size=size, preprocess=False,
+            )  # fmt: skip
+    secs = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": secs, "peak_mb": peak}))
 
 
 if __name__ == "__main__":

@@ -92,6 +92,18 @@ def test_grey_and_nhwc_models() -> None:
     del helper
 
 
+def test_batch_follows_the_memory_bound() -> None:
+    """One image's VJP step holds every float tensor of the forward pass twice (kept and its
+    cotangent): for the tiny CNN at 16x16, conv and relu 4x16x16, pool 4x8x8, gap and flatten 4,
+    logits 5 floats. A memory limit of 2.5 images' worth gives batches of 2."""
+    per_image = 2 * 4 * (2 * 4 * 16 * 16 + 4 * 8 * 8 + 4 + 4 + 5)
+    model = onnxlens.Model(tiny_cnn(size=16), device="cpu", memory_limit=int(2.5 * per_image))
+    assert S.compiled.vjp_bytes_per_image(model, (16, 16)) == per_image
+    objs = [S.channel("relu_out", c) for c in (1, 2, 3)]
+    res = S.visualize(model, objs, steps=3, transforms=None, progress=False)
+    assert res.settings["batch_size"] == 2 and len(res) == 3
+
+
 def test_errors(tiny) -> None:
     with pytest.raises(ConfigurationError, match="takes 16x16"):
         S.visualize(tiny, "relu_out:0", size=(20, 20), steps=2, progress=False)

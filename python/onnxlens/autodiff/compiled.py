@@ -75,18 +75,20 @@ class VJPFunction:
         batch: int | None = None,
         device: str = "cpu",
         threads: int | None = None,
+        spinning: bool = True,
     ) -> VJPFunction:
         """Build the VJP graph of `proto` and its session in one go.
 
         On the CPU with `batch` given, the session runs `tune_for_cpu(graph, batch)` (the batch
-        pinned, masks kept in NCHWc): the fastest form, at that batch size only.
+        pinned, masks kept in NCHWc): the fastest form, at that batch size only. `spinning`:
+        see `runtime.session.make_session` (False for callers that work between runs).
         """
         from ..runtime.device import resolve_providers
 
         graph = build_vjp(proto, seeds, wrt, rules, keep, input_shape=input_shape)
         on_cpu = resolve_providers(device)[0] == "CPUExecutionProvider"
         run_proto = tune_for_cpu(graph.proto, batch) if on_cpu and batch else graph.proto
-        return cls(graph, make_session(run_proto, device, threads), batch)
+        return cls(graph, make_session(run_proto, device, threads, spinning=spinning), batch)
 
     @property
     def seeds(self) -> list[str]:

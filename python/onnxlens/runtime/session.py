@@ -27,10 +27,17 @@ def make_session(
     device: str = "auto",
     threads: int | None = None,
     base_dir: str | Path | None = None,
+    spinning: bool = True,
 ) -> ort.InferenceSession:
-    """An ORT session for `model`. `threads` sets intra-op threads (None: ORT's default, all cores)."""
+    """An ORT session for `model`. `threads` sets intra-op threads (None: ORT's default, all cores).
+
+    `spinning=False` lets ORT's worker threads sleep between runs instead of busy-waiting: for
+    loops that do their own CPU work between runs (synthesis), where spinning workers take the
+    cores that work needs."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1

@@ -40,17 +40,37 @@ def model_input_shape(model: Model, batch: int, size: tuple[int, int]) -> tuple[
     return (batch, h, w, c) if model.layout == "NHWC" else (batch, c, h, w)
 
 
+def _pinned(model: Model, batch: int, size: tuple[int, int]) -> onnx.ModelProto:
+    """A copy of the model with its input pinned to (batch, size), shapes inferred."""
+    proto = pin_input_shape(model.proto, model_input_shape(model, batch, size))
+    dims = proto.graph.input[[v.name for v in proto.graph.input].index(model.input_name)]
+    dims.type.tensor_type.shape.dim[0].Clear()
+    dims.type.tensor_type.shape.dim[0].dim_value = batch
+    return infer_shapes(proto)
+
+
+def vjp_bytes_per_image(model: Model, size: tuple[int, int]) -> int:
+    """Bytes one image costs a compiled VJP step: every float tensor of the forward pass at
+    (1, size), once kept for the backward pass and once as its cotangent (an upper-bound-style
+    estimate; ORT reuses some buffers)."""
+    proto = _pinned(model, 1, size)
+    total = 0
+    for v in [*proto.graph.value_info, *proto.graph.output]:
+        t = v.type.tensor_type
+        if t.elem_type != onnx.TensorProto.FLOAT or not t.HasField("shape"):
+            continue
+        dims = [d.dim_value for d in t.shape.dim]
+        if dims and all(d > 0 for d in dims):
+            total += 4 * int(np.prod(dims))
+    return 2 * total
+
+
 def with_objective(
     model: Model, objective: Objective, batch: int, size: tuple[int, int]
 ) -> tuple[onnx.ModelProto, list[str]]:
     """A copy of the model graph, its input pinned to (batch, size), whose extra output
     OBJECTIVE_OUTPUT is the objective per row; and the notes emission made (to announce once)."""
-    shape = model_input_shape(model, batch, size)
-    proto = pin_input_shape(model.proto, shape)
-    dims = proto.graph.input[[v.name for v in proto.graph.input].index(model.input_name)]
-    dims.type.tensor_type.shape.dim[0].Clear()
-    dims.type.tensor_type.shape.dim[0].dim_value = batch
-    proto = infer_shapes(proto)
+    proto = _pinned(model, batch, size)
     names = NameGenerator(proto, prefix="onnxlens/objective/")
     b = GraphBuilder(proto, names)
     ctx = EmitContext(
@@ -103,6 +123,8 @@ class ObjectiveFunction:
             batch=self.batch,
             device=model.device,
             threads=model.threads,
+            # the optimisation loop works between runs: spinning ORT workers would take its cores
+            spinning=False,
         )
         self._feed = model.input_name
         self._seed = {OBJECTIVE_OUTPUT: np.ones(self.batch, np.float32)}

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ConfigurationError
 from ..model import Model
-from .compiled import ObjectiveFunction, stack_targets
+from .compiled import ObjectiveFunction, stack_targets, vjp_bytes_per_image
 from .objectives import Objective, as_objective
 from .optim import Optimizer, make_optimizer
 from .param import (
@@ -128,7 +128,8 @@ def visualize(
     `regularizers`: priors subtracted from the objective (`lp`, `total_variation`, ...) and
     Yosinski's projections applied after each step (`decay`, `blur`, `clip_norm`,
     `clip_contribution`; these need param="pixel", which then optimises raw pixels). `batch_size`
-    objectives run per compiled batch (default: all, at most 16). `snapshots`: steps at which to
+    objectives run per compiled batch (default: all, at most 16, fewer when the VJP of a batch
+    would pass the model's `memory_limit`). `snapshots`: steps at which to
     keep the images. `redirect_steps`: the first steps use redirected ReLU gradients (lucid; the
     "redirected" rule set), so a channel dead on the starting image still gets a gradient; 0
     turns it off, and models without ReLU/ReLU6 never use it.
@@ -187,7 +188,10 @@ def visualize(
         raise ConfigurationError(f"redirect_steps must be >= 0, got {redirect_steps}.")
     if not _has_relus(model):
         redirect_steps = 0
-    bs = int(batch_size or min(len(objs), 16))
+    # the batch: as asked, else all objectives up to 16, within the model's memory bound
+    bs = int(
+        batch_size or min(len(objs), 16, model.batch_size_for(vjp_bytes_per_image(model, size)))
+    )
     rng = np.random.default_rng(seed)
     keep = sorted({int(s) for s in snapshots if 0 <= int(s) <= steps})
 
@@ -282,6 +286,7 @@ def visualize(
             else "custom",
             "optimizer": optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
             "seed": seed,
+            "batch_size": bs,
             "redirect_steps": redirect_steps,
             "regularizers": [type(r).__name__ for r in regularizers],
             "interrupted": interrupted,
