@@ -110,16 +110,18 @@ def test_default_layer_is_announced_once_and_layers_can_be_named(tiny, caplog) -
     with caplog.at_level(logging.INFO, logger="onnxlens"):
         e1 = onnxlens.GradCAM(tiny).attribute(x)
         onnxlens.GradCAM(tiny).attribute(x)
-    assert e1.layers == ["pool_out"]  # the last spatial map before global pooling
-    assert sum("explains layer pool_out" in r.message for r in caplog.records) == 1
+    # the last convolutional feature map before the final spatial reduction (Grad-CAM's and
+    # tf-keras-vis' choice), not the max-pooled copy of it
+    assert e1.layers == ["relu_out"]
+    assert sum("explains layer relu_out" in r.message for r in caplog.records) == 1
     e2 = onnxlens.GradCAM(tiny, layer="relu1").attribute(x)  # a node name
     assert e2.layers == ["relu_out"] and e2.raw.shape == (1, 16, 16)
 
 
 def test_cam_equals_gradcam_on_gap_fc_and_errors_elsewhere(tiny) -> None:
     x = np.random.default_rng(3).standard_normal((2, 3, 16, 16)).astype(np.float32)
-    cam = onnxlens.CAM(tiny).attribute(x, target=[1, 2])
-    grad = onnxlens.GradCAM(tiny).attribute(x, target=[1, 2])
+    cam = onnxlens.CAM(tiny).attribute(x, target=[1, 2])  # CAM reads the map GAP averages
+    grad = onnxlens.GradCAM(tiny, layer="pool_out").attribute(x, target=[1, 2])
     np.testing.assert_allclose(cam.heatmap, grad.heatmap, atol=1e-5)
     with pytest.raises(ConfigurationError, match="Use GradCAM"):
         onnxlens.CAM(tiny, layer="relu_out").attribute(x)

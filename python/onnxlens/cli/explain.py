@@ -2,18 +2,21 @@
 overlays per image and method, and a comparison grid (rows: images, columns: methods).
 
 `--output` chooses the output explained (default: the first); `--target` the class of it
-(default: each image's top class). The old spelling `--target OUTPUT_NAME` still works for one
+(default: each image's top class). A Softmax/Sigmoid output is explained by its pre-softmax logit
+(keras-vis' "swap softmax for linear") unless `--probability`. The old spelling `--target OUTPUT_NAME` still works for one
 release, as `--output OUTPUT_NAME`, with a deprecation notice on stderr."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigurationError
+from ..model.targets import explained_output
 from ..render import comparison_grid
 from .common import add_model_args, add_preprocess_args, load_model
 
@@ -41,6 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="NAME",
         help="the output to explain (an output, tensor or node name; default: the first output)",
+    )
+    p.add_argument(
+        "--probability",
+        action="store_true",
+        help="explain a Softmax/Sigmoid output's probability (default: its pre-softmax logit)",
     )
     p.add_argument(
         "--target",
@@ -97,7 +105,7 @@ def _target(
 def run(args: argparse.Namespace) -> int:
     from ..data import load_image
     from ..methods.registry import METHODS, make
-    from ..render import safe_filename, save_png
+    from ..render.io import safe_filename, save_png, unique_stems
 
     model = load_model(args)
     names = list(METHODS) if "all" in args.method else list(dict.fromkeys(args.method))
@@ -105,9 +113,13 @@ def run(args: argparse.Namespace) -> int:
     x, fitted = model.prepare(images)
     target, output = _target(args.target, args.output, model)
     if output is not None:
-        model.resolve(output)  # a wrong name fails before any method runs, with suggestions
+        # A wrong name fails before any method runs, with suggestions.
+        output = output if output in model.output_names else model.resolve(output)
+    output, note = explained_output(model.proto, model.output_names, output, args.probability)
+    if note:
+        print(f"onnxlens: {note}", file=sys.stderr)
     out = Path(args.out)
-    stems = [Path(p).stem for p in args.images]
+    stems = unique_stems(args.images, reserved=["comparison.png"])  # distinct per input
     columns: list[np.ndarray] = []
     classes = _class_names(model, output)
     for name in names:
@@ -117,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         ov = exp.overlay(colormap=args.colormap, alpha=args.alpha)
         columns.append(ov)
         for i, stem in enumerate(stems):
-            d = out / safe_filename(stem)
+            d = out / stem  # already a safe file name
             d.mkdir(parents=True, exist_ok=True)
             save_png(d / f"{safe_filename(name)}.png", ov[i])
             if args.save_arrays:

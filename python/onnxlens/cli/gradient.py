@@ -2,18 +2,22 @@
 
 Saves the gradient arrays (.npy, float32, the layout of the tensor) and one PNG per image and
 wrt tensor: the absolute value maximised over channels, normalised to 0-255 per image, resized
-to the fitted input image (nearest for layers smaller than the input).
+to the fitted input image (nearest for layers smaller than the input). The channel axis is the
+tensor's own (a Keras export's Conv outputs are NCHW inside an NHWC model). A Softmax/Sigmoid
+output is differentiated at its pre-softmax logit unless `--probability`.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigurationError
-from ..render.io import safe_filename
+from ..model.targets import explained_output
+from ..render.io import OutputNames, safe_filename
 from .common import add_model_args, add_preprocess_args, load_model
 
 
@@ -45,6 +49,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--output", default=None, help="the model output the target indexes (default: the first)"
     )
     p.add_argument(
+        "--probability",
+        action="store_true",
+        help="differentiate a Softmax/Sigmoid output's probability (default: its pre-softmax logit)",
+    )
+    p.add_argument(
         "--rules",
         choices=["default", "guided", "deconvnet"],
         default="default",
@@ -57,13 +66,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def gradient_image(g: np.ndarray, size: tuple[int, int] | None, layout: str = "NCHW") -> np.ndarray:
-    """(C, H, W) or (H, W, C) gradient -> uint8 (H, W): |g| max over channels, normalised."""
+def gradient_image(
+    g: np.ndarray, size: tuple[int, int] | None, layout: str | None = "NCHW"
+) -> np.ndarray:
+    """One sample's gradient -> uint8 (H, W): |g| max over channels, normalised. `layout` is the
+    tensor's, batch included ("NCHW", "NHWC" or another permutation; None: NCHW)."""
     import cv2
 
     a = np.abs(np.asarray(g, dtype=np.float32))
     if a.ndim == 3:
-        a = a.max(axis=0 if layout != "NHWC" else 2)
+        lay = layout if layout and len(layout) == 4 else "NCHW"
+        # The sample's axes: the layout's letters without N, e.g. HWC for NHWC.
+        sample = lay.replace("N", "")
+        a = a.transpose([sample.index(c) for c in "CHW"]).max(axis=0)
     elif a.ndim != 2:
         raise ConfigurationError(
             f"cannot draw a gradient of shape {g.shape} as an image; the .npy is saved."
@@ -79,24 +94,34 @@ def gradient_image(g: np.ndarray, size: tuple[int, int] | None, layout: str = "N
 def run(args: argparse.Namespace) -> int:
     import cv2
 
+    from ..methods.layers import layer_layout
+
     model = load_model(args)
     x, fitted = model.prepare([str(p) for p in args.images])
     target = args.target[0] if len(args.target) == 1 else args.target
     rules = None if args.rules == "default" else args.rules
+    output = args.output
+    if output is not None and output not in model.output_names:
+        output = model.resolve(output)  # a wrong name fails here, with suggestions
+    output, note = explained_output(model.proto, model.output_names, output, args.probability)
+    if note:
+        print(f"onnxlens: {note}", file=sys.stderr)
     grads = model.gradient(
-        x, target, output=args.output, wrt=list(args.wrt), rules=rules, batch_size=args.batch_size
+        x, target, output=output, wrt=list(args.wrt), rules=rules, batch_size=args.batch_size
     )
     assert isinstance(grads, dict)
+    # Layout per tensor: a Keras export's Conv outputs are NCHW inside an NHWC model.
+    layouts = {name: layer_layout(model, model.resolve(name)) for name in grads}
     args.out.mkdir(parents=True, exist_ok=True)
     size = fitted.shape[1:3] if fitted is not None else None
+    names = OutputNames()  # no two (image, tensor) pairs share a file
     for name, g in grads.items():
         for i, src in enumerate(args.images):
-            stem = f"{Path(src).stem}_{safe_filename(name)}_{args.rules}"
+            stem = names.take(f"{Path(src).stem}_{safe_filename(name)}_{args.rules}")
             npy = args.out / f"{stem}.npy"
             np.save(npy, g[i])
             png = args.out / f"{stem}.png"
-            layout = model.layout if name == "input" else "NCHW"
-            ok = cv2.imwrite(str(png), gradient_image(g[i], size, layout))
+            ok = cv2.imwrite(str(png), gradient_image(g[i], size, layouts[name]))
             if not ok:
                 raise ConfigurationError(
                     f"could not write {png}; check that the folder is writable."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,11 @@ class Layer:
     shape: Shape
     params: int
     dtype: str = "float32"
+    #: Axis letters of a rank-4 tensor ("NCHW", "NHWC", ...; `graph.layout`), None when unknown.
+    layout: str | None = None
+    #: The framework's layer path the exporter kept in the node name ("conv2d_4",
+    #: "layer4/layer4.1/conv2"), None when the node has no scope.
+    framework: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -32,16 +38,24 @@ class Layer:
             "shape": list(self.shape) if self.shape is not None else None,
             "params": self.params,
             "dtype": self.dtype,
+            "layout": self.layout,
+            "framework": self.framework,
         }
 
     @property
+    def spatial_axes(self) -> tuple[int, int]:
+        """(H axis, W axis) of a rank-4 tensor: from its layout, (2, 3) when unknown."""
+        if self.layout is not None and len(self.layout) == 4:
+            return self.layout.index("H"), self.layout.index("W")
+        return 2, 3
+
+    @property
     def spatial(self) -> bool:
-        """True for (N, C, H, W)-like tensors whose last two dims are known and > 1."""
-        return (
-            self.shape is not None
-            and len(self.shape) == 4
-            and all(isinstance(d, int) and d > 1 for d in self.shape[2:])
-        )
+        """True for rank-4 feature maps whose H and W (by the tensor's layout; the last two dims
+        when unknown) are known and > 1."""
+        if self.shape is None or len(self.shape) != 4:
+            return False
+        return all(isinstance(self.shape[a], int) and self.shape[a] > 1 for a in self.spatial_axes)  # type: ignore[operator]
 
 
 def value_dims(vi: onnx.ValueInfoProto) -> Shape:
@@ -91,6 +105,21 @@ def input_dependent(model: onnx.ModelProto) -> set[str]:
     return live
 
 
+def shape_only(model: onnx.ModelProto) -> set[str]:
+    """Input-dependent tensors whose value depends on the input's shape alone: Shape/Size and the
+    arithmetic exporters build on them (Gather, Cast, Unsqueeze, Concat of dims for a Reshape or
+    Resize). Shape plumbing, not layers."""
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    values = {v.name for v in g.input if v.name not in inits}
+    for node in g.node:
+        if node.op_type in ("Shape", "Size"):
+            continue
+        if any(i in values for i in [*node.input, *subgraph_inputs(node)] if i):
+            values.update(o for o in node.output if o)
+    return input_dependent(model) - values
+
+
 def list_layers(model: onnx.ModelProto) -> list[Layer]:
     """Every node output that depends on the input, in graph order.
 
@@ -111,8 +140,13 @@ def list_layers(model: onnx.ModelProto) -> list[Layer]:
         for t in g.initializer
         if t.data_type in float_types and len(t.dims) >= 1
     }
+    from .layout import tensor_layouts  # graph.layout imports this module
+    from .naming import framework_layers
+
     infos = value_infos(model)
     live = input_dependent(model)
+    layouts = tensor_layouts(model)
+    paths = framework_layers(model)
     counted: set[str] = set()
     layers: list[Layer] = []
     for i, node in enumerate(g.node):
@@ -136,14 +170,18 @@ def list_layers(model: onnx.ModelProto) -> list[Layer]:
                     shape=value_dims(vi) if vi is not None else None,
                     params=params if j == 0 else 0,
                     dtype=_dtype(vi) if vi is not None else "unknown",
+                    layout=layouts.get(out),
+                    framework="/".join(paths[out]) if out in paths else None,
                 )
             )
     return layers
 
 
 def resolve_tensor(model: onnx.ModelProto, name: str, layers: list[Layer] | None = None) -> str:
-    """The tensor a user means by `name`: a tensor name, a graph input, or a node name (its first
-    output). Raises LayerNotFoundError with close matches otherwise."""
+    """The tensor a user means by `name`: a tensor name, a graph input, a node name (its first
+    output), or a framework layer name the exporter kept in the node scopes (Keras' "conv2d_4",
+    torch's "layer4": the layer's output, its last tensor in graph order). Raises
+    LayerNotFoundError with close matches (framework layer names included) otherwise."""
     layers = layers if layers is not None else list_layers(model)
     tensors = {la.name for la in layers}
     if name in tensors:
@@ -154,8 +192,46 @@ def resolve_tensor(model: onnx.ModelProto, name: str, layers: list[Layer] | None
     for la in layers:
         if la.node == name:
             return la.name
-    candidates = list(tensors) + sorted({la.node for la in layers})
-    raise LayerNotFoundError(name, candidates)
+    found = framework_output(layers, name, shape_only(model))
+    if found is not None:
+        return found
+    raise LayerNotFoundError(name, layer_candidates(layers))
+
+
+def layer_candidates(layers: list[Layer]) -> list[str]:
+    """What a user may name: tensor names, node names and framework layer names (suggestions
+    for LayerNotFoundError)."""
+    frameworks: dict[str, None] = {}
+    for la in layers:
+        if la.framework:
+            parts = la.framework.split("/")
+            frameworks.update(dict.fromkeys([*parts, la.framework]))
+    return [la.name for la in layers] + sorted({la.node for la in layers}) + list(frameworks)
+
+
+# Ops whose output is never what a framework layer "outputs" (shape arithmetic inside a layer).
+_SHAPE_OPS = {"Shape", "Size", "ConstantOfShape", "Range", "NonZero"}
+
+
+def framework_output(layers: list[Layer], name: str, exclude: Collection[str] = ()) -> str | None:
+    """The output tensor of framework layer `name` (a path component such as "conv2d_4", or a
+    path such as "layer4/layer4.1/conv2"): the last tensor in graph order of the nodes in that
+    scope, leaving out shape arithmetic (Shape ops, non-float tensors, `exclude`). None when no
+    layer has that name."""
+    want = [p for p in name.strip("/").split("/") if p]
+    if not want:
+        return None
+    hit: Layer | None = None
+    for la in layers:
+        if not la.framework or la.op in _SHAPE_OPS or la.name in exclude:
+            continue
+        if la.dtype != "unknown" and not la.dtype.startswith("float"):
+            continue
+        path = la.framework.split("/")
+        k = len(want)
+        if any(path[i : i + k] == want for i in range(len(path) - k + 1)):
+            hit = la
+    return hit.name if hit is not None else None
 
 
 def subgraph_inputs(node: onnx.NodeProto) -> list[str]:

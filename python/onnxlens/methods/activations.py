@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..graph import Layer
+from ..graph.layout import to_nchw_perm
 from ..model import Model
 from ..render import channel_stats
 
@@ -30,17 +31,12 @@ _ACTIVATION_OPS = {
 
 
 def spatial_layers(model: Model) -> list[Layer]:
-    """Layers with an (N, C, H, W) output whose spatial dims are known and > 1."""
-    out = [la for la in model.layers if la.spatial]
-    if model.layout == "NHWC":  # NHWC models: feature maps are (N, H, W, C)
-        out = [
-            la
-            for la in model.layers
-            if la.shape is not None
-            and len(la.shape) == 4
-            and all(isinstance(d, int) and d > 1 for d in la.shape[1:3])
-        ]
-    return out
+    """Rank-4 feature maps whose H and W (by each tensor's own layout, NCHW or NHWC) are known
+    and > 1. Layout Transposes and no-op Casts (Keras exports wrap every conv in them) are copies
+    of another map, not layers of their own."""
+    return [
+        la for la in model.layers if la.spatial and la.op not in ("Transpose", "Cast", "Identity")
+    ]
 
 
 def default_layers(model: Model, n: int = 4) -> list[str]:
@@ -80,8 +76,12 @@ class LayerStats:
         ]
 
 
-def to_nchw(a: np.ndarray, layout: str) -> np.ndarray:
-    return a.transpose(0, 3, 1, 2) if layout == "NHWC" and a.ndim == 4 else a
+def to_nchw(a: np.ndarray, layout: str | None) -> np.ndarray:
+    """A rank-4 tensor of `layout` ("NCHW", "NHWC" or any permutation of the letters; see
+    `layer_layout`, decided per tensor) as (N, C, H, W); other ranks as they are."""
+    if a.ndim != 4 or not layout:
+        return a
+    return np.ascontiguousarray(a.transpose(to_nchw_perm(layout)))
 
 
 def layer_stats(name: str, acts: np.ndarray) -> LayerStats:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ConfigurationError
 from ..graph.head import head_graph
+from ..graph.layout import channel_axis
 from ..graph.patterns import gap_classifier_weights
 from ..model import Model
 from ..model.targets import cotangent_for, target_from_scores, target_score
@@ -25,7 +26,7 @@ from ..render import upsample
 from ..runtime import GraphKey
 from .base import Method, as_list, deprecated, forward_batch_size, progress
 from .explanation import Explanation, normalize_maps, softmax
-from .layers import announce, default_layer, to_maps
+from .layers import announce, default_layer, layer_layout, to_maps
 
 __all__ = [
     "CAM",
@@ -69,6 +70,9 @@ class BaseCAM(Method):
     uses_gradients: ClassVar[bool] = True
     #: Centre each channel over space before weighting (Eigen-CAM's principal component).
     center: ClassVar[bool] = False
+    #: Default layer: walk back from the final spatial reduction through pooling and layout
+    #: copies to the last conv feature map (False: the map the reduction reads, as CAM needs).
+    default_walks_back: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -94,7 +98,7 @@ class BaseCAM(Method):
 
     # -- shared ---------------------------------------------------------------------------------
     def resolved_layers(self) -> list[str]:
-        layers = self.layers or [default_layer(self.model)]
+        layers = self.layers or [default_layer(self.model, self.default_walks_back)]
         tensors = [self.model.resolve(la) for la in layers]
         if self.layers is None:
             announce(self.model, type(self).__name__, tensors)
@@ -108,9 +112,9 @@ class BaseCAM(Method):
         raws: dict[str, np.ndarray] = {}
         heats = []
         for la in layers:
-            a = to_maps(acts[la], self.model, self.grid).astype(np.float32, copy=False)
+            a = to_maps(acts[la], self.model, self.grid, la).astype(np.float32, copy=False)
             g = (
-                to_maps(grads[la], self.model, self.grid).astype(np.float32, copy=False)
+                to_maps(grads[la], self.model, self.grid, la).astype(np.float32, copy=False)
                 if grads
                 else None
             )
@@ -173,6 +177,7 @@ class CAM(BaseCAM):
 
     name = "cam"
     uses_gradients = False
+    default_walks_back = False  # the classifier weights apply to the map global pooling reads
 
     def channel_weights(
         self, acts: np.ndarray, grads: np.ndarray | None, ctx: LayerContext
@@ -377,9 +382,11 @@ class AblationCAM(BaseCAM):
         sess = m.session(key, build)
         feeds_names = [i.name for i in sess.get_inputs()]
         n = layer_val.shape[0]
-        caxis = (
-            1 if layer_val.ndim == 4 and acts.shape[1] == layer_val.shape[1] else layer_val.ndim - 1
-        )
+        if layer_val.ndim == 4:
+            layout = layer_layout(m, ctx.layer) or ("NHWC" if m.layout == "NHWC" else "NCHW")
+            caxis = channel_axis(layout)
+        else:
+            caxis = layer_val.ndim - 1  # tokens (N, T, C)
         c = layer_val.shape[caxis]
         per = 4 * int(np.prod(layer_val.shape[1:])) * 3 + (
             4 * int(np.prod(ctx.x.shape[1:])) if len(feeds_names) > 1 else 0
@@ -396,10 +403,8 @@ class AblationCAM(BaseCAM):
             e = min(c, s + bs)
             batch = np.repeat(layer_val[i : i + 1], e - s, axis=0)
             idx = np.arange(e - s)
-            if caxis == 1:
-                batch[idx, np.arange(s, e)] = 0
-            else:
-                batch[idx, ..., np.arange(s, e)] = 0
+            view = np.moveaxis(batch, caxis, 1)  # a view: zeroing it zeroes the batch
+            view[idx, np.arange(s, e)] = 0
             feeds = {feeds_names[0]: batch}
             for name in feeds_names[1:]:
                 feeds[name] = np.repeat(ctx.x[i : i + 1], e - s, axis=0)

@@ -9,18 +9,23 @@ import numpy as np
 
 from ..errors import ConfigurationError, ShapeError
 from ..graph.layers import Shape
+from ..graph.layout import to_nchw_perm
 from ..model import Model
 
-# Ops after which a feature map has lost its spatial layout (global pooling, flattening).
-_POOL_OPS = {
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "Flatten",
-    "ReduceMean",
-    "ReduceMax",
-    "Reshape",
+# Ops that move or resample a feature map without computing new features: the default CAM
+# layer walks back through them from the final spatial reduction to the last conv feature map.
+_PASS_BACK_OPS = {
+    "MaxPool",
     "AveragePool",
+    "LpPool",
+    "Transpose",
+    "Cast",
+    "Identity",
+    "Dropout",
+    "Pad",
 }
+# Ops that read a feature map's shape, not its values: never its "reduction".
+_SHAPE_OPS = {"Shape", "Size"}
 
 
 def static_dims(shape: Shape) -> tuple[int, ...] | None:
@@ -31,19 +36,55 @@ def static_dims(shape: Shape) -> tuple[int, ...] | None:
     return dims if len(dims) == len(shape) - 1 else None
 
 
-def default_layer(model: Model) -> str:
-    """The last spatial tensor before global pooling or flattening (Grad-CAM's usual choice);
-    for token models (ViT), the last (N, tokens, C) tensor whose tokens form a square grid."""
-    consumers: dict[str, list[str]] = {}
-    for node in model.proto.graph.node:
+def layer_layout(model: Model, tensor: str) -> str | None:
+    """The axis letters ("NCHW", "NHWC", ...) of a rank-4 tensor (`graph.layout`, decided per
+    tensor: Keras exports hold both); the model input's layout for the input; None when unknown."""
+    la = model.layer(tensor)
+    if la.layout is not None:
+        return la.layout
+    if any(i.name == la.name for i in model.inputs):
+        info = next(i for i in model.inputs if i.name == la.name)
+        return info.layout if info.layout in ("NCHW", "NHWC") else None
+    return None
+
+
+def default_layer(model: Model, walk_back: bool = True) -> str:
+    """The last convolutional feature map before the final spatial reduction (Grad-CAM's,
+    pytorch-grad-cam's and tf-keras-vis' choice): the last spatial tensor whose consumer drops the
+    spatial layout (global pooling, flatten, a reduction), walked back through pooling, layout
+    Transposes and no-op casts to the feature map they came from (so a 7x7 max-pooled map or a
+    Keras export's Cast/Transpose copy is never chosen); the last spatial map when nothing reduces
+    (FCN). For token models (ViT), the last (N, tokens, C) tensor whose tokens form a square grid.
+    Spatial means H and W > 1 by the tensor's own layout (NCHW or NHWC). `walk_back=False`: the
+    tensor the reduction reads itself (CAM needs the map that global pooling averages)."""
+    graph = model.proto.graph
+    producer = {o: n for n in graph.node for o in n.output if o}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
         for i in node.input:
-            consumers.setdefault(i, []).append(node.op_type)
-    spatial = [la for la in model.layers if la.spatial or _nhwc_spatial(model, la.shape)]
+            consumers.setdefault(i, []).append(node)
+    spatial = [la for la in model.layers if la.spatial]
     if spatial:
-        pooled = [la for la in spatial if any(op in _POOL_OPS for op in consumers.get(la.name, []))]
-        # The last map feeding a pooling/flatten op; the last spatial map when none does (FCN).
-        pooled_last = [la for la in pooled if la.shape and la.shape[-1] not in (None,)]
-        return (pooled_last or spatial)[-1].name
+        names = {la.name for la in spatial}
+
+        def reduced(name: str) -> bool:
+            return any(
+                n.op_type not in _SHAPE_OPS and not any(o in names for o in n.output if o)
+                for n in consumers.get(name, [])
+            )
+
+        reducing = [la for la in spatial if reduced(la.name)]
+        name = (reducing or spatial)[-1].name
+        while (
+            walk_back
+            and (node := producer.get(name)) is not None
+            and node.op_type in _PASS_BACK_OPS
+        ):
+            src = node.input[0] if node.input else ""
+            if src not in names:
+                break
+            name = src
+        return name
     tokens = [
         la
         for la in model.layers
@@ -60,15 +101,6 @@ def default_layer(model: Model) -> str:
     )
 
 
-def _nhwc_spatial(model: Model, shape: Shape) -> bool:
-    return (
-        model.layout == "NHWC"
-        and shape is not None
-        and len(shape) == 4
-        and all(isinstance(d, int) and d > 1 for d in shape[1:3])
-    )
-
-
 def token_grid(tokens: int) -> tuple[int, int, int] | None:
     """(h, w, dropped leading tokens) for `tokens` when tokens or tokens - 1 is a square."""
     for drop in (0, 1):
@@ -78,13 +110,21 @@ def token_grid(tokens: int) -> tuple[int, int, int] | None:
     return None
 
 
-def to_maps(a: np.ndarray, model: Model, grid: tuple[int, int] | None = None) -> np.ndarray:
-    """A layer tensor as (N, C, h, w): NCHW as is, NHWC transposed, tokens (N, T, C) reshaped to a
-    grid with the leading (class/distillation) tokens dropped."""
+def to_maps(
+    a: np.ndarray,
+    model: Model,
+    grid: tuple[int, int] | None = None,
+    tensor: str | None = None,
+) -> np.ndarray:
+    """A layer tensor as (N, C, h, w): rank 4 by the layout of `tensor` (NCHW as is, NHWC or any
+    other permutation transposed; a tensor of unknown layout in an NHWC-input model is taken as
+    NHWC), tokens (N, T, C) reshaped to a grid with the leading (class/distillation) tokens
+    dropped."""
     if a.ndim == 4:
-        if model.layout == "NHWC" and a.shape[3] != a.shape[2] and a.shape[1] == a.shape[2]:
-            return a.transpose(0, 3, 1, 2)
-        return a
+        layout = layer_layout(model, tensor) if tensor is not None else None
+        if layout is None and model.layout == "NHWC":
+            layout = "NHWC"
+        return np.ascontiguousarray(a.transpose(to_nchw_perm(layout))) if layout else a
     if a.ndim == 3:
         t = a.shape[1]
         if grid is not None:

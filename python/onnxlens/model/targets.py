@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import onnx
 
 from ..errors import ConfigurationError, ShapeError
 
@@ -109,3 +110,43 @@ def target_score(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
         return (target.reshape(target.shape[0], -1) * scores.reshape(scores.shape[0], -1)).sum(1)
     flat = scores.reshape(scores.shape[0], -1)
     return flat[np.arange(flat.shape[0]), target]
+
+
+#: Output activations whose input is the logit a class score is explained by ("swap softmax for
+#: linear", keras-vis/tf-keras-vis): a probability's gradient mostly says how to suppress the
+#: other classes, and saturates.
+SQUASHING = ("Softmax", "LogSoftmax", "Sigmoid")
+# Ops exporters leave between the logit and the squashing op that do not change its value.
+_VALUE_COPIES = ("Identity", "Cast")
+
+
+def logit_of(proto: onnx.ModelProto, output: str) -> tuple[str, str] | None:
+    """(logit tensor, squashing op) when `output` is produced by a Softmax, LogSoftmax or Sigmoid
+    (through Identity/no-op copies exporters leave after it, as tf2onnx's "Identity:0"); the
+    logit is that op's input. None when `output` is not a squashed score."""
+    producer = {o: n for n in proto.graph.node for o in n.output if o}
+    node = producer.get(output)
+    while node is not None and node.op_type in _VALUE_COPIES and node.input:
+        node = producer.get(node.input[0])
+    if node is None or node.op_type not in SQUASHING or not node.input:
+        return None
+    return node.input[0], node.op_type
+
+
+def explained_output(
+    proto: onnx.ModelProto, outputs: Sequence[str], output: str | None, probability: bool = False
+) -> tuple[str | None, str | None]:
+    """(the tensor to explain, a note for the user or None) for `output` (None: the first of
+    `outputs`): its pre-softmax logit when it is a Softmax/LogSoftmax/Sigmoid output, unless
+    `probability`. Returns (None, None) when `output` stays as given and None was given."""
+    name = output if output is not None else (outputs[0] if outputs else None)
+    if name is None or probability:
+        return output, None
+    found = logit_of(proto, name)
+    if found is None:
+        return output, None
+    logit, op = found
+    return logit, (
+        f"explaining the logit {logit!r} (the input of {op} {name!r}), not the probability; "
+        "pass --probability to explain the probability"
+    )
