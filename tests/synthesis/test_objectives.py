@@ -214,3 +214,16 @@ def test_one_step_matches_torch_autograd() -> None:
     out = net.double()(x)
     out[:, 3].mean((1, 2)).sum().backward()
     np.testing.assert_allclose(ours, par.grad.numpy(), rtol=1e-3, atol=1e-6 * np.abs(ours).max())
+
+
+def test_objectives_read_each_tensor_in_its_own_layout() -> None:
+    """An NHWC model (Keras-style: a Transpose, then NCHW convolutions): relu_out is NCHW inside
+    it, so channel 2 is its axis 1 and the centre unit is indexed on axes 2 and 3."""
+    model = onnxlens.Model(tiny_cnn(size=12, layout="NHWC"), device="cpu")
+    x = np.random.default_rng(3).standard_normal((2, 12, 12, 3)).astype(np.float32)
+    acts = _acts(model, x, "relu_out")
+    assert acts.shape == (2, 4, 12, 12)  # NCHW, though the model takes NHWC images
+    f = S.ObjectiveFunction(model, S.channel("relu_out", 2), 2, (12, 12))
+    np.testing.assert_allclose(f.values(x), acts[:, 2].mean((1, 2)), rtol=1e-5, atol=1e-6)
+    f = S.ObjectiveFunction(model, S.neuron("relu_out", 3), 2, (12, 12))
+    np.testing.assert_allclose(f.values(x), acts[:, 3, 6, 6], rtol=1e-5, atol=1e-6)

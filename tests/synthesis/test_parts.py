@@ -167,7 +167,7 @@ def test_affine_matches_cv2_warp() -> None:
 
 def _numpy_warp(x: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """Reference bilinear warp in float64: src = centre + theta @ (dst - centre), zero outside."""
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
     yy, xx = np.meshgrid(np.arange(h) - cy, np.arange(w) - cx, indexing="ij")
     out = np.zeros(x.shape, np.float64)

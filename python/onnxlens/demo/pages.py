@@ -10,6 +10,7 @@ import numpy as np
 
 from ..methods.activations import default_layers, layer_stats, select_channels, to_nchw
 from ..methods.explanation import softmax
+from ..methods.layers import layer_layout
 from ..model import Model
 from ..render import channel_grid, filter_grid
 from ..render.html import Markup, Page, Site, figure, fmt, link, table
@@ -89,7 +90,7 @@ def page_activations(ctx: DemoContext, page: Page) -> None:
     )
     stats = []
     for layer in layers:
-        a = to_nchw(acts[layer], ctx.model.layout)
+        a = to_nchw(acts[layer], layer_layout(ctx.model, layer))  # each tensor its own layout
         stats.append(layer_stats(layer, a).row())
         sec.heading(layer, "x".join(map(str, a.shape[1:])))
         for i, name in enumerate(ctx.names):

@@ -17,6 +17,7 @@ from onnx import helper
 from ..autodiff import Rules, VJPFunction
 from ..errors import ConfigurationError, ShapeError
 from ..graph.builder import GraphBuilder
+from ..graph.layout import tensor_layouts
 from ..graph.naming import NameGenerator
 from ..graph.shapes import infer_shapes, pin_input_shape
 from ..model import Model
@@ -80,6 +81,7 @@ def with_objective(
         batch=batch,
         producers={o: n for n in proto.graph.node for o in n.output},
         outputs=list(model.output_names),
+        layouts=tensor_layouts(model.proto),
     )
     value = objective.emit(ctx)
     b.nodes.append(helper.make_node("Identity", [value], [OBJECTIVE_OUTPUT], name=names("out")))

@@ -7,14 +7,15 @@ similarities) comes out of the same single VJP run as everything else.
 
 Objectives compose like lucid's: ``channel("relu3", 5) + 0.5 * deepdream("relu2")``,
 ``objective - other``, ``sum([...])``, and ``channel(L, 3).restrict([0, 2])`` (rows 0 and 2 only:
-row i can carry its own target). Tensors are NCHW or NHWC by the model's image layout; (N, C)
-tensors (logits, embeddings) work where a channel is all that is asked for.
+row i can carry its own target). Each rank-4 tensor is read in its own layout (NCHW
+convolutions inside an NHWC Keras export included); (N, C) tensors (logits, embeddings) work
+where a channel is all that is asked for.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +41,9 @@ class EmitContext:
     producers: dict = field(default_factory=dict)  # tensor -> producing NodeProto
     outputs: Sequence[str] = ()
     notes: list[str] = field(default_factory=list)
+    #: each rank-4 tensor's own layout (`graph.layout.tensor_layouts`): a Keras export holds
+    #: NCHW convolutions inside an NHWC model, so the image layout says nothing about a layer
+    layouts: Mapping[str, str | None] = field(default_factory=dict)
 
     def tensor(self, name: str) -> str:
         return self.resolve(name)  # type: ignore[operator]
@@ -54,16 +58,21 @@ class EmitContext:
         return tuple(s)
 
     def channel_axis(self, tensor: str) -> int:
-        """1 for NCHW maps and (N, C) vectors; the last axis for NHWC maps and (N, T, C) tokens."""
+        """A rank-4 map's C axis by its own layout (the image layout when unknown); 1 for
+        (N, C) vectors; the last axis for (N, T, C) tokens."""
         rank = len(self.shape(tensor))
-        if rank == 4 and self.layout == "NHWC":
-            return 3
+        if rank == 4:
+            own = self.layouts.get(tensor) or self.layout
+            return own.index("C") if own and "C" in own else 1
         if rank == 3:
             return 2
         return 1
 
     def spatial_axes(self, tensor: str) -> list[int]:
         rank = len(self.shape(tensor))
+        own = self.layouts.get(tensor) or self.layout
+        if rank == 4 and own and {"H", "W"} <= set(own):
+            return [own.index("H"), own.index("W")]
         c = self.channel_axis(tensor)
         return [a for a in range(1, rank) if a != c]
 
