@@ -56,14 +56,28 @@ def test_max_pool_ties_one_winner():
     assert g[0, 0, 0, 0] == 1  # the first element of the window, as PyTorch
 
 
-def test_max_pool_overlapping_needs_opset16():
-    from onnxlens.errors import UnsupportedOperatorError
-
-    m = op_model(
-        "MaxPool", {"x": ["N", 1, 6, 6]}, {"kernel_shape": [3, 3], "strides": [2, 2]}, opset=13
-    )
-    with pytest.raises(UnsupportedOperatorError, match="opset 16"):
-        build_vjp(m, ["y0"], ["x"])
+def test_max_pool_overlapping_before_opset16_equals_opset16():
+    """Before ScatterElements can add (opset 16) overlapping windows take the one-hot-taps form
+    (tests/autodiff/test_opsets.py checks it against finite differences and torch)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 1, 6, 6))
+    c = rng.standard_normal((2, 1, 2, 2))
+    grads = []
+    for opset in (13, 16):
+        m = op_model(
+            "MaxPool",
+            {"x": ["N", 1, 6, 6]},
+            {"kernel_shape": [3, 3], "strides": [2, 2]},
+            opset=opset,
+            dtype=F32,
+        )
+        vg = build_vjp(m, ["y0"], ["x"])
+        (g,) = session(vg.proto).run(
+            [vg.grad_outputs["x"]],
+            {"x": x.astype(np.float32), vg.seed_inputs["y0"]: c.astype(np.float32)},
+        )
+        grads.append(g)
+    np.testing.assert_array_equal(grads[0], grads[1])
 
 
 AVG_CASES = [

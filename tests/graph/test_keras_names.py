@@ -283,12 +283,6 @@ def test_real_keras3_tensorflow_export_names(tmp_path):
     assert default_layer(model) == t
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Model.resolve (model/core.py) re-raises LayerNotFoundError with tensor and node names "
-    "only, dropping the framework layer names graph.layers.layer_candidates() adds; the fix: "
-    "raise LayerNotFoundError(name, layer_candidates(self._layers), hint) there",
-)
 def test_model_resolve_suggests_keras_layer_names():
     model = onnxlens.Model(keras_tf_export(), device="cpu")
     with pytest.raises(LayerNotFoundError, match=r"did you mean .*'conv2d_\d'"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,9 +13,9 @@ from onnx import helper
 from ..errors import ConfigurationError
 from ..graph import NameGenerator, weightless
 from ..graph.builder import GRAD_PREFIX, GraphBuilder
-from ..graph.layers import list_layers, resolve_tensor
+from ..graph.layers import Shape, list_layers, resolve_tensor, value_dims
 from ..graph.shapes import infer_shapes, pin_input_shape
-from ..runtime.probe import probe_missing_shapes
+from ..runtime.probe import probe_dims, probe_missing_shapes
 from .registry import Key, Rule, RuleSet, rule_set
 from .sweep import Sweep, seed_value_info
 
@@ -94,6 +94,7 @@ def build_vjp(
     seed_inputs = {t: names(f"seed/{t}") for t in seed_t}
     for t, s in seed_inputs.items():
         b.elem_types[s] = b.elem_type(t)
+    b.probe = _lazy_probe(model)
     sweep = Sweep(model, b, ruleset)
     grads = sweep.run(seed_inputs, wrt_t)
     grad_outputs: dict[str, str] = {}
@@ -107,6 +108,10 @@ def build_vjp(
         grad_outputs[w] = out
     g.node.extend(b.nodes)
     g.initializer.extend(b.initializers)
+    if model.ir_version < 4:  # IR 3: every initializer must also be a graph input
+        g.input.extend(
+            helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in b.initializers
+        )
     for t, s in seed_inputs.items():
         g.input.append(seed_value_info(b, model, t, s))
     primal = [o.name for o in g.output]
@@ -126,3 +131,37 @@ def build_vjp(
         except onnx.checker.ValidationError as exc:  # a bug in a rule, not the user's fault
             raise RuntimeError(f"onnxlens built an invalid VJP graph: {exc}") from exc
     return VJPGraph(model, seed_inputs, grad_outputs, primal, keep_t)
+
+
+# Nodes whose rules may ask for probed shapes (the un-broadcast of their operands).
+_PROBED = {"Add", "Sub", "Mul", "Div", "Pow", "Where", "Max", "Min", "Sum", "Mean", "PRelu"}
+
+
+def _lazy_probe(model: onnx.ModelProto) -> Callable[[str], Shape]:
+    """`GraphBuilder.probe` for `model`: on the first question, one probe (two ORT runs) of the
+    operands and results of every broadcasting node; later questions are answered from it."""
+    found: dict[str, tuple[int | str, ...]] | None = None
+
+    inits = {t.name for t in model.graph.initializer}
+    inputs = {v.name: v for v in model.graph.input if v.name not in inits}
+
+    def probe(name: str) -> Shape:
+        nonlocal found
+        if found is None:
+            names = [
+                t
+                for n in model.graph.node
+                if n.op_type in _PROBED
+                for t in [*n.input, *n.output]
+                if t and t not in inits and t not in inputs
+            ]
+            found = probe_dims(model, list(dict.fromkeys(names)))
+            if found:  # the inputs in the probe's labels: a dynamic batch is "batch"
+                for v in inputs.values():
+                    dims = value_dims(v)
+                    if dims and all(isinstance(d, int) for d in dims[1:]):
+                        d0: int | str = dims[0] if isinstance(dims[0], int) else "batch"
+                        found[v.name] = (d0, *(int(d) for d in dims[1:]))  # type: ignore[arg-type]
+        return found.get(name)
+
+    return probe

@@ -7,13 +7,14 @@ model's opset, so one rule serves every opset the model may use.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..errors import UnsupportedOperatorError
 from .layers import Shape, value_dims, value_infos
 from .naming import NameGenerator
 
@@ -52,6 +53,9 @@ class GraphBuilder:
             n.output[0]: n for n in model.graph.node if n.op_type == "Constant" and n.output
         }
         self.elem_types: dict[str, int] = {}
+        # Optional: dims of a primal tensor read off a run of the model (set by build_vjp, which
+        # can run it), for rules that static inference leaves undecided (see `probed_shape`).
+        self.probe: Callable[[str], Shape] | None = None
         for name, vi in self._infos.items():
             if vi.type.tensor_type.elem_type:
                 self.elem_types[name] = vi.type.tensor_type.elem_type
@@ -68,6 +72,11 @@ class GraphBuilder:
             return tuple(int(d) for d in c.shape)
         vi = self._infos.get(name)
         return value_dims(vi) if vi is not None else None
+
+    def probed_shape(self, name: str) -> Shape:
+        """Dims of a primal tensor from running the model (`probe`), labelled so that equal
+        labels are equal sizes at every batch; None without a probe or when it cannot run."""
+        return self.probe(name) if self.probe is not None else None
 
     def rank(self, name: str) -> int | None:
         s = self.static_shape(name)
@@ -170,8 +179,28 @@ class GraphBuilder:
         return self.shape(name)
 
     def zeros_like(self, name: str) -> str:
+        """Zeros shaped like primal tensor `name` (before opset 9, which has no
+        ConstantOfShape: a Tile of a zero of the same rank, which needs the rank)."""
+        if self.opset < 9:
+            rank = self.rank(name)
+            if rank is None:
+                raise UnsupportedOperatorError(
+                    f"zeros shaped like {name!r} need its rank before opset 9 (no ConstantOfShape); "
+                    "pass input_shape= to build_vjp, or convert the model with "
+                    "onnx.version_converter.convert_version(model, 9)"
+                )
+            zero = self.const(np.zeros([1] * rank, dtype=self.np_dtype(name)), hint="zero")
+            return self.op("Tile", [zero, self.shape(name)], hint="zeros")
         value = numpy_helper.from_array(np.zeros(1, dtype=self.np_dtype(name)))
         return self.op("ConstantOfShape", [self.shape(name)], hint="zeros", value=value)
+
+    def expand_like(self, t: str, like: str) -> str:
+        """`t` broadcast to the shape of primal tensor `like`; `t` has the same rank, each dim 1
+        or `like`'s. Before opset 8 (no Expand) a Tile by Shape(like) / Shape(t)."""
+        if self.opset >= 8:
+            return self.op("Expand", [t, self.shape(like)])
+        reps = self.op("Div", [self.shape(like), self.op("Shape", [t], hint="shape")])
+        return self.op("Tile", [t, reps], hint="expand")
 
     def reshape_like(self, x: str, like: str) -> str:
         return self.op("Reshape", [x, self.shape_for(like)], hint="reshape")

@@ -20,8 +20,9 @@ from ..errors import ConfigurationError, LayerNotFoundError, ShapeError
 from ..graph import Layer, add_outputs, list_layers, load_model, resolve_tensor
 from ..graph.head import head_graph
 from ..graph.inputs import InputInfo, input_infos
-from ..graph.layers import opset_version
+from ..graph.layers import layer_candidates, opset_version
 from ..graph.load import ModelSource
+from ..graph.shapes import infer_shapes, pin_input_shape
 from ..runtime import GraphKey, SessionCache, batching
 from ..runtime.device import DEVICES, resolve_providers
 from . import describe
@@ -63,7 +64,7 @@ class Model:
         self.memory_limit = int(memory_limit)
         self._sessions = SessionCache(device, threads)
         self._layers = list_layers(self.proto)
-        self._layer_by_name = {la.name: la for la in self._layers}
+        self._sized: dict[tuple[int | None, ...], list[Layer]] = {}
         self.inputs: list[InputInfo] = input_infos(self.proto)
         if not self.inputs:
             raise ConfigurationError(
@@ -99,13 +100,55 @@ class Model:
 
     @property
     def layers(self) -> list[Layer]:
+        """Every layer with its output shape. For an input with dynamic height/width the shapes
+        are those at the size the preprocessing was given (`--size`, a sidecar or a
+        `preprocess=` size; not the assumed default), so the spatial layers are known;
+        `layers_for(x.shape)` gives them at an array's size."""
+        spec = getattr(self, "preprocess", None)
+        if self.input.size is None and spec is not None and "size" not in spec.assumed:
+            return self.layers_for(self._input_shape_at(spec.size))
         return list(self._layers)
+
+    def layers_for(self, input_shape: Sequence[int] | None) -> list[Layer]:
+        """The layers with their shapes for an input of `input_shape` (batch first, as the array
+        given; the batch stays dynamic). The model's own layers when its input is static or the
+        shape does not fit it. Cached per shape."""
+        shape = self.input.shape
+        if input_shape is None or shape is None or len(input_shape) != len(shape):
+            return list(self._layers)
+        pinned = tuple(
+            None if a == 0 else (d if isinstance(d, int) and d > 0 else int(input_shape[a]))
+            for a, d in enumerate(shape)
+        )
+        if all(isinstance(d, int) and d > 0 for d in shape[1:]) or any(
+            d is not None and d <= 0 for d in pinned
+        ):
+            return list(self._layers)
+        if pinned not in self._sized:
+            try:
+                proto = infer_shapes(pin_input_shape(self.proto, pinned))
+                self._sized[pinned] = list_layers(proto)
+            except Exception as exc:  # shape inference is best effort; names stay the same
+                log.debug("onnxlens: layer shapes at %s failed: %s", pinned, exc)
+                self._sized[pinned] = list(self._layers)
+        return list(self._sized[pinned])
+
+    def _input_shape_at(self, size: tuple[int, int]) -> tuple[int, ...] | None:
+        """The image input's shape (batch 1) at (H, W) `size`, channels from the model or the
+        preprocessing; None for an input that is not an image."""
+        shape = self.input.shape
+        if shape is None or len(shape) != 4 or self.input.layout not in ("NCHW", "NHWC"):
+            return None
+        c = int(self.input.channels or getattr(self.preprocess, "channels", 3) or 3)
+        h, w = int(size[0]), int(size[1])
+        return (1, c, h, w) if self.input.layout == "NCHW" else (1, h, w, c)
 
     def layer(self, name: str) -> Layer:
         """The layer for a tensor name or a node name; LayerNotFoundError suggests close names."""
         tensor = self.resolve(name)
-        if tensor in self._layer_by_name:
-            return self._layer_by_name[tensor]
+        sized = {la.name: la for la in self.layers}
+        if tensor in sized:
+            return sized[tensor]
         info = next(i for i in self.inputs if i.name == tensor)
         return Layer(tensor, "Input", "", info.shape, 0, str(info.dtype))
 
@@ -115,9 +158,7 @@ class Model:
             return resolve_tensor(self.proto, name, self._layers)
         except LayerNotFoundError as exc:
             hint = str(self.path) if self.path else "model.onnx"
-            raise LayerNotFoundError(
-                name, [la.name for la in self._layers] + [la.node for la in self._layers], hint
-            ) from exc
+            raise LayerNotFoundError(name, layer_candidates(self._layers), hint) from exc
 
     def weights(self, name: str) -> np.ndarray:
         """An initializer (weight) by name as a numpy array."""
@@ -155,8 +196,27 @@ class Model:
         """(model input tensor, fitted uint8 RGB images or None) for an array or images.
 
         A float array is taken as already preprocessed, in the model's layout; paths and uint8
-        arrays go through `self.preprocess`.
+        arrays go through `self.preprocess`. A model whose image input is an integer type (uint8
+        pixels) takes an array of that type as it is. Empty batches and NaN/inf values are
+        errors: a picture computed from them would look normal and mean nothing.
         """
+        self._check_feedable()
+        rank = len(self.input.shape or (0,) * 4)
+        if self.input.dtype.kind in "iub":
+            if (
+                isinstance(inputs, np.ndarray)
+                and inputs.dtype == self.input.dtype
+                and inputs.ndim == rank
+            ):
+                x = np.ascontiguousarray(inputs)
+                self._check_input(x)
+                return x, None
+            raise ConfigurationError(
+                f"input {self.input_name!r} takes {self.input.dtype} values "
+                f"{tuple(self.input.shape or ())} ({self.layout}), not images or float arrays; pass a "
+                f"{self.input.dtype} array of that shape (e.g. np.asarray(images, dtype=np.{self.input.dtype})), "
+                "or re-export the model with a float32 image input."
+            )
         if (
             isinstance(inputs, np.ndarray)
             and inputs.dtype.kind == "f"
@@ -175,7 +235,31 @@ class Model:
         self._check_input(x)
         return x, fitted
 
+    def _check_feedable(self) -> None:
+        """onnxlens feeds one image input; a model that needs more gets a clear error."""
+        if len(self.inputs) > 1:
+            names = ", ".join(f"{i.name!r} {tuple(i.shape or ())}" for i in self.inputs)
+            raise ConfigurationError(
+                f"the model has {len(self.inputs)} runtime inputs ({names}); onnxlens feeds one image "
+                "input. Re-export the model with the other inputs fixed (as constants or initializers), "
+                "or cut it to the image branch (onnx.utils.extract_model)."
+            )
+
     def _check_input(self, x: np.ndarray) -> None:
+        if x.ndim >= 1 and x.shape[0] == 0:
+            raise ShapeError(
+                f"the input batch is empty (shape {x.shape}); pass at least one image or sample."
+            )
+        if x.dtype.kind == "f":
+            bad = x.size - int(np.count_nonzero(np.isfinite(x)))
+            if bad:
+                nan = int(np.count_nonzero(np.isnan(x)))
+                raise ShapeError(
+                    f"the input has {bad} non-finite values of {x.size} ({nan} NaN, {bad - nan} inf); "
+                    "a map computed from them means nothing. Fix the preprocessing or the array "
+                    "(np.isfinite(x).all() must hold), e.g. replace them with np.nan_to_num(x) if "
+                    "that is what you mean."
+                )
         shape = self.input.shape
         if shape is None:
             return
@@ -222,8 +306,9 @@ class Model:
             4 * 64 * int(np.prod([d for d in ishape[1:] if isinstance(d, int) and d > 0] or [1]))
         )
         total = 0
+        by_name = {la.name: la for la in self.layers}
         for name in names:
-            la = self._layer_by_name.get(name)
+            la = by_name.get(name)
             total += batching.bytes_per_sample(la.shape if la else None, fallback)
         return total
 

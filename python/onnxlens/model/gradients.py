@@ -103,6 +103,13 @@ class Gradients:
         """
         m = self._model
         v = self.variant(seeds, wrt, rules, keep, input_shape)
+        for i in m.inputs:
+            if i.name in v.wrt and i.dtype.kind != "f":
+                raise ConfigurationError(
+                    f"input {i.name!r} is {i.dtype}: gradients w.r.t. integer values do not exist. "
+                    "Differentiate w.r.t. a float layer after the model converts it (wrt=...; see "
+                    "`onnxlens inspect`)."
+                )
         tune = batch is not None and m.input.batch is None and m.on_cpu
         key = GraphKey("vjp", (v,), batch if tune else None)
         graph = self.graph(v, rules)  # cached per variant: the session below may be rebuilt

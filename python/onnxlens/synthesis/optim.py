@@ -40,7 +40,7 @@ class Adam(Optimizer):
             self._v = np.zeros_like(grad, dtype=np.float32)
             self._tmp = np.empty_like(grad, dtype=np.float32)
             self._t = 0
-        assert self._v is not None
+        assert self._v is not None and self._tmp is not None
         m, v, tmp = self._m, self._v, self._tmp
         self._t += 1
         # In place, one scratch buffer: the update runs every step on every parameter.

@@ -213,6 +213,7 @@ def visualize(
         f_start = (
             ObjectiveFunction(model, target, n, size, rules="redirected") if redirect_steps else f
         )
+        p: Parameterization
         if projections:  # raw pixels, starting grey with a little noise (Yosinski)
             init = GREY + 0.01 * rng.standard_normal((n, chans, *size))
             p = PixelImage(n, chans, size, decorrelate=False, sigmoid=False, init=init)

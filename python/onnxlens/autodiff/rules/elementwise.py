@@ -109,7 +109,21 @@ def reciprocal(ctx: RuleContext) -> str:
 
 @defelementwise("Abs")
 def abs_(ctx: RuleContext) -> str:
-    return ctx.b.op("Sign", [ctx.x()])
+    b, x = ctx.b, ctx.x()
+    if ctx.opset < 9:  # no Sign yet: [x > 0] - [x < 0]
+        pos = b.op("Cast", [b.op("Greater", [x, b.scalar(0.0, x)])], to=b.elem_type(x))
+        neg = b.op("Cast", [b.op("Less", [x, b.scalar(0.0, x)])], to=b.elem_type(x))
+        return b.op("Sub", [pos, neg])
+    return b.op("Sign", [x])
+
+
+def is_extreme(ctx: RuleContext, x: str, y: str, largest: bool) -> str:
+    """x == y for y the max (`largest`) or min of values including x, as a bool tensor. Before
+    opset 11 Equal has no float kernels: x is the max iff it is not below it."""
+    b = ctx.b
+    if ctx.opset >= 11:
+        return b.op("Equal", [x, y])
+    return b.op("Not", [b.op("Less" if largest else "Greater", [x, y])])
 
 
 @defelementwise("Erf")
@@ -135,7 +149,7 @@ def max_min(ctx: RuleContext, grads: list[str]) -> InputGrads:
     out: InputGrads = []
     taken: str | None = None
     for i in range(len(ctx.inputs)):
-        hit = b.op("Equal", [ctx.x(i), y])
+        hit = is_extreme(ctx, ctx.x(i), y, ctx.node.op_type == "Max")
         if taken is not None:
             hit = b.op("And", [hit, b.op("Not", [taken])])
         taken = hit if taken is None else b.op("Or", [taken, hit])

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..registry import InputGrads, RuleContext, defbilinear, register
+
+
+def _gemm(ctx: RuleContext, a: str, bm: str, **attrs: Any) -> str:
+    """A two-operand Gemm; before opset 11 C is required, so a zero scalar is passed with
+    beta = 0 (unidirectionally broadcast to the product's shape)."""
+    b = ctx.b
+    if ctx.opset >= 11:
+        return b.op("Gemm", [a, bm], **attrs)
+    return b.op("Gemm", [a, bm, b.scalar(0.0, a)], beta=0.0, **attrs)
 
 
 @register("Gemm")
@@ -14,14 +25,14 @@ def gemm(ctx: RuleContext, grads: list[str]) -> InputGrads:
     ga = gb = gc = None
     if ctx.wants(0):
         if not ta:  # dA = alpha g op(B)^T
-            ga = b.op("Gemm", [g, bm], alpha=alpha, transB=1 - tb)
+            ga = _gemm(ctx, g, bm, alpha=alpha, transB=1 - tb)
         else:  # dA = alpha op(B) g^T
-            ga = b.op("Gemm", [bm, g], alpha=alpha, transA=tb, transB=1)
+            ga = _gemm(ctx, bm, g, alpha=alpha, transA=tb, transB=1)
     if ctx.wants(1):
         if not tb:  # dB = alpha op(A)^T g
-            gb = b.op("Gemm", [a, g], alpha=alpha, transA=1 - ta)
+            gb = _gemm(ctx, a, g, alpha=alpha, transA=1 - ta)
         else:  # dB = alpha g^T op(A)
-            gb = b.op("Gemm", [g, a], alpha=alpha, transA=1, transB=ta)
+            gb = _gemm(ctx, g, a, alpha=alpha, transA=1, transB=ta)
     if len(ctx.inputs) > 2 and ctx.wants(2):
         gs = g if beta == 1.0 else b.mul(g, b.scalar(beta, g))
         gc = ctx.unbroadcast(gs, 2)

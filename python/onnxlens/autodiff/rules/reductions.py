@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import InputGrads, RuleContext, deflinear, register
+from .elementwise import is_extreme
 
 _AXES_INPUT_SINCE = {"ReduceSum": 13}
 
@@ -49,7 +50,7 @@ def reduce_sum_mean(ctx: RuleContext, g: str) -> str:
         else:
             n = b.op("Div", [b.numel(x), b.numel(ctx.y())])
             gk = b.op("Div", [gk, b.op("Cast", [n], to=b.elem_type(x))])
-    return b.op("Expand", [gk, b.shape(x)])
+    return b.expand_like(gk, x)
 
 
 @register("ReduceMax", "ReduceMin")
@@ -61,7 +62,8 @@ def reduce_max(ctx: RuleContext, grads: list[str]) -> InputGrads:
         return ctx.first(g)
     yk = _expand_back(ctx, ctx.y(), axes)
     gk = _expand_back(ctx, g, axes)
-    mask = b.op("Cast", [b.op("Equal", [x, yk])], to=b.elem_type(x))
+    hit = is_extreme(ctx, x, yk, ctx.node.op_type == "ReduceMax")
+    mask = b.op("Cast", [hit], to=b.elem_type(x))
     cnt = b.reduce_sum(mask, axes, keepdims=True)
     return ctx.first(b.mul(mask, b.op("Div", [gk, cnt])))
 

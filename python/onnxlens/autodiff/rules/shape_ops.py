@@ -119,8 +119,58 @@ def replay_scatter(
     return b.reshape_like(res, x)
 
 
+def _slice_params(ctx: RuleContext) -> tuple[list[int], list[int], list[int], list[int]] | None:
+    """(starts, ends, axes, steps) of a Slice, attributes (opset < 10) or constant inputs."""
+    if ctx.opset < 10:
+        starts, ends = list(ctx.attr("starts")), list(ctx.attr("ends"))
+        axes = list(ctx.attr("axes") or range(len(starts)))
+        return starts, ends, axes, [1] * len(starts)
+    vals = [ctx.b.constant_value(ctx.x(i)) if ctx.x(i) else None for i in range(1, 5)]
+    if vals[0] is None or vals[1] is None or (ctx.x(3) and vals[2] is None):
+        return None
+    if ctx.x(4) and vals[3] is None:
+        return None
+    starts = [int(v) for v in np.asarray(vals[0]).reshape(-1)]
+    ends = [int(v) for v in np.asarray(vals[1]).reshape(-1)]
+    axes = (
+        [int(v) for v in np.asarray(vals[2]).reshape(-1)]
+        if vals[2] is not None
+        else list(range(len(starts)))
+    )
+    steps = (
+        [int(v) for v in np.asarray(vals[3]).reshape(-1)]
+        if vals[3] is not None
+        else [1] * len(starts)
+    )
+    return starts, ends, axes, steps
+
+
+def _slice_by_pad(ctx: RuleContext, g: str) -> str:
+    """Before opset 11 (no ScatterElements): a unit-step Slice's transpose is a zero Pad, from
+    constant starts/ends and the static sizes of the sliced axes."""
+    params = _slice_params(ctx)
+    if params is None:
+        ctx.fail(
+            f"its starts/ends are computed at run time, which needs opset 11 (the model has {ctx.opset})"
+        )
+    starts, ends, axes, steps = params
+    if any(st != 1 for st in steps):
+        ctx.fail(f"steps other than 1 need opset 11 (the model has {ctx.opset})")
+    rank = ctx.rank(ctx.x())
+    axes = [a + rank if a < 0 else a for a in axes]
+    dims = ctx.static_dims(ctx.x(), axes)
+    pads = [0] * (2 * rank)
+    for a, st, en, d in zip(axes, starts, ends, dims, strict=True):
+        st = min(max(st + d if st < 0 else st, 0), d)
+        en = min(max(en + d if en < 0 else en, 0), d)
+        pads[a], pads[a + rank] = st, d - max(en, st)
+    return ctx.b.op("Pad", [g], pads=pads, mode="constant", value=0.0)
+
+
 @deflinear("Slice")
 def slice_(ctx: RuleContext, g: str) -> str:
+    if ctx.opset < 11:
+        return _slice_by_pad(ctx, g)
     return replay_scatter(ctx, g, duplicates=False)
 
 
@@ -148,6 +198,13 @@ def gather_elements(ctx: RuleContext, g: str) -> str:
 @deflinear("Pad")
 def pad(ctx: RuleContext, g: str) -> str:
     mode = ctx.attr("mode", "constant")
+    if ctx.opset < 11 and mode == "constant" and min(ctx.attr("pads") or [0]) >= 0:
+        # attribute pads: the transpose is the crop back (no ScatterElements before opset 11)
+        pads = list(ctx.attr("pads") or [])
+        rank = len(pads) // 2
+        big = 2**62
+        ends = [-p if p else big for p in pads[rank:]]
+        return ctx.b.slice(g, pads[:rank], ends, list(range(rank)))
     if ctx.opset < 11 and mode == "constant":
         # `value` attribute: a float pad value, fine for the int64 index tensor too; 0 -> slot 0
         return replay_scatter(ctx, g, duplicates=False, offset=1, zero_value_attr=True)
