@@ -36,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
         select_channels,
         to_nchw,
     )
+    from ..methods.layers import layer_layout
     from ..render import channel_grid, save_png
-    from ..render.io import safe_filename
+    from ..render.io import safe_filename, unique_stems
 
     model = load_model(args)
     layers = args.layers or default_layers(model, 4)
@@ -51,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
     acts = model.activations(images, layers)
     out = Path(args.out)
     rows = []
+    stems = unique_stems(args.images)  # distinct per input: a/x.jpg, b/x.jpg -> a_x, b_x
     for layer in layers:
-        a = to_nchw(acts[layer], model.layout)
+        # Layout per tensor: a Keras export's Conv outputs are NCHW inside an NHWC model.
+        a = to_nchw(acts[layer], layer_layout(model, model.resolve(layer)))
         st = layer_stats(layer, a)
         rows.append(st.row())
         if a.ndim != 4:
@@ -60,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{layer}: shape {a.shape} is not a feature map; saved as .npy only",
                 file=sys.stderr,
             )
-        for i, path in enumerate(args.images):
-            d = out / Path(path).stem
+        for i in range(len(args.images)):
+            d = out / stems[i]
             d.mkdir(parents=True, exist_ok=True)
             if args.save_arrays or a.ndim != 4:
                 import numpy as np

@@ -9,6 +9,7 @@ killed run leaves whole shards or none, and resuming skips exactly the finished 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from ..errors import ConfigurationError
 from .config import MiningConfig
 from .files import atomic_save_npz, atomic_write
 from .topk import TopKState, load_topk
+
+log = logging.getLogger("onnxlens")
 
 
 class Checkpoint:
@@ -71,7 +74,27 @@ class Checkpoint:
     def done(self) -> set[int]:
         if not self.dir.exists():
             return set()
-        return {int(p.stem.split("-")[1]) for p in self.dir.glob("shard-*.npz")}
+        found = set()
+        for p in self.dir.glob("shard-*.npz"):
+            try:
+                found.add(int(p.stem.split("-")[1]))
+            except ValueError:  # not a name this module writes
+                continue
+        return found
+
+    def verified(self, layers: list[str]) -> set[int]:
+        """The finished shards whose files read back whole; a damaged one (truncated, garbled,
+        written by something else) is logged, deleted and so recomputed by the run."""
+        ok: set[int] = set()
+        for index in sorted(self.done()):
+            try:
+                self.load_shard(index, layers)
+            except ConfigurationError as exc:
+                log.warning("onnxlens: %s; recomputing that shard.", exc.args[0].split(";")[0])
+                self.shard_path(index).unlink(missing_ok=True)
+            else:
+                ok.add(index)
+        return ok
 
     def save_shard(
         self,
@@ -96,7 +119,7 @@ class Checkpoint:
                     name: load_topk(z[f"layer{i}"].tobytes()) for i, name in enumerate(layers)
                 }
                 skipped = [tuple(s) for s in json.loads(z["skipped"].tobytes().decode())]
-        except (OSError, ValueError, KeyError) as exc:
+        except Exception as exc:  # zipfile, numpy, json and the top-k loaders all raise their own
             raise ConfigurationError(
                 f"checkpoint {str(self.shard_path(index))!r} is damaged ({exc}); delete it to recompute "
                 "that shard, or pass --restart."

@@ -15,6 +15,7 @@ Output in DIR::
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -44,6 +45,32 @@ def _umap() -> object | None:
     except ImportError:
         return None
     return umap
+
+
+def check_dependencies(method: str) -> None:
+    """The optional packages `embed` needs for `method`, checked before any forward pass:
+    scikit-learn (t-SNE, and the PCA before it), umap-learn (UMAP), matplotlib (map.png)."""
+    import importlib.util
+
+    need = [("matplotlib", "matplotlib")]
+    if method == "umap":
+        need.append(("umap", "umap-learn"))
+    else:
+        need.append(("sklearn", "scikit-learn"))
+    missing = []
+    for module, package in need:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a module set to None in sys.modules, or broken
+            found = False
+        if not found:
+            missing.append(package)
+    if missing:
+        alt = ", or use --method tsne" if method == "umap" and "umap-learn" in missing else ""
+        raise ConfigurationError(
+            f"embed needs {' and '.join(missing)}: `pip install {' '.join(missing)}` (or "
+            f"`pip install 'onnxlens[embed]'`){alt}. Nothing was computed."
+        )
 
 
 def project(
@@ -110,9 +137,12 @@ def embed(
         raise ConfigurationError(
             f"--color-by must be one of {', '.join(COLOR_BY)}; got {color_by!r}."
         )
+    check_dependencies(method)  # before the forward pass, not after it
     if not isinstance(model, Model):
         model = Model(model, device=device, threads=threads)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(f"--out {str(out)!r} is a file; pass a folder.")
     out.mkdir(parents=True, exist_ok=True)
     dataset = open_dataset(data)
     tensor = model.resolve(layer)
@@ -126,6 +156,19 @@ def embed(
     )
     sess = model.session(GraphKey("embed", (tensor, tuple(keep))), lambda: reduced)
     names = [red[tensor].score, *keep]
+    # The colouring is checked before the forward pass too: both inputs are known already.
+    folder = dataset.folder_labels()
+    mode = color_by
+    if mode == "auto":
+        mode = "folder" if folder is not None else "predicted" if keep else "none"
+    if mode == "folder" and folder is None:
+        raise ConfigurationError(
+            "--color-by folder needs DATA with images in several folders (or a parquet label column)."
+        )
+    if mode == "predicted" and not keep:
+        raise ConfigurationError(
+            "--color-by predicted needs a model whose first output is (N, classes)."
+        )
     bs = model.input.batch or int(batch_size or DEFAULT_BATCH)
     vecs: list[np.ndarray] = []
     preds: list[np.ndarray] = []
@@ -157,31 +200,21 @@ def embed(
     vectors = np.ascontiguousarray(np.concatenate(vecs), np.float32)
     predicted = np.concatenate(preds).astype(np.int64) if preds else None
     paths = [dataset.names[i] for i in idx]
-    folder = dataset.folder_labels()
-    mode = color_by
-    if mode == "auto":
-        mode = "folder" if folder is not None else "predicted" if predicted is not None else "none"
-    if mode == "folder" and folder is None:
-        raise ConfigurationError(
-            "--color-by folder needs DATA with images in several folders (or a parquet label column)."
-        )
-    if mode == "predicted" and predicted is None:
-        raise ConfigurationError(
-            "--color-by predicted needs a model whose first output is (N, classes)."
-        )
     if mode == "folder":
         labels = [folder[i] for i in idx]  # type: ignore[index]
     elif mode == "predicted":
         labels = [f"class {p}" for p in predicted]  # type: ignore[union-attr]
     else:
         labels = [""] * len(idx)
-    coords = project(vectors, method, seed, perplexity)
-    np.save(out / "vectors.npy", vectors)
-    np.save(out / "coords.npy", coords)
+    # The vectors are the expensive part: saved before the projection and the plots, so a
+    # failure there (too few images, a plotting error) keeps them.
+    _save_npy(out / "vectors.npy", vectors)
     if predicted is not None:
-        np.save(out / "predicted.npy", predicted)
+        _save_npy(out / "predicted.npy", predicted)
     atomic_write(out / "paths.txt", ("\n".join(paths) + "\n").encode())
     atomic_write(out / "labels.txt", ("\n".join(labels) + "\n").encode())
+    coords = project(vectors, method, seed, perplexity)
+    _save_npy(out / "coords.npy", coords)
     _scatter(out / "map.png", coords, labels, f"{model.name}: {tensor} ({method})")
     _html(
         out,
@@ -213,6 +246,12 @@ def embed(
     if predicted is not None:
         result["predicted"] = predicted
     return result
+
+
+def _save_npy(path: Path, a: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    atomic_write(path, buf.getvalue())
 
 
 TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip

@@ -24,6 +24,7 @@ from .config import (
     model_sha256,
 )
 from .dataset import Dataset, Shard, open_dataset
+from .lock import RunLock
 from .result import (
     MiningResult,
     assemble,
@@ -141,11 +142,15 @@ def mine(
         raise ConfigurationError(f"--out {str(out)!r} is a file; pass a folder.")
     job = replace(job, layers=tuple(dict.fromkeys(model.resolve(name) for name in job.layers)))
     dataset = open_dataset(data)
-    runner = ShardRunner(model, job)
-    try:
-        return _Run(model, dataset, data, out, job, runner).execute(engine, ray, restart, progress)
-    finally:
-        runner.close()
+    # One run writes `out` at a time: a second one refuses here, before it writes anything.
+    with RunLock(out):
+        runner = ShardRunner(model, job)
+        try:
+            return _Run(model, dataset, data, out, job, runner).execute(
+                engine, ray, restart, progress
+            )
+        finally:
+            runner.close()
 
 
 @dataclass(frozen=True)
@@ -186,7 +191,7 @@ class _Run:
         if restart:
             (out / "result.json").unlink(missing_ok=True)
         shards = self.dataset.shards(job.shard_size)
-        done = ckpt.done()
+        done = ckpt.verified(list(job.layers))
         todo = [s for s in shards if s.index not in done]
         if done:
             log.info(

@@ -12,7 +12,8 @@ Layout of DIR (format version 1)::
     skipped.json              [{"path", "reason"}] items that could not be read
     galleries/<layer-file>/c<channel>.png   the k patches of each channel
     index.html, onnxlens.css  the gallery page (relative links only) and its stylesheet
-    state/                    resume checkpoint (config.json, shard-*.npz)
+    state/                    resume checkpoint (config.json, shard-*.npz) and run.lock, held
+                              by the run writing DIR (see `mining.lock`)
 
 <layer-file> is `render.io.safe_filename` of the layer name; result.json records it per layer.
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.images import DECODE_BUDGET
 from ..errors import ImageError, ShapeError
 from ..graph.receptive import ReceptiveFields, nchw_perms
 from ..graph.reduce import add_channel_reductions, split_argmax
@@ -33,7 +34,10 @@ class Batch:
 
 def _decode(dataset: Dataset, i: int, fit: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | str:
     try:
-        return fit(dataset.read(i))
+        # The decoded image counts against the shared decode budget until `fit` has shrunk it,
+        # so the decode threads together stay within DECODE_BUDGET_BYTES.
+        with DECODE_BUDGET.hold():
+            return fit(dataset.read(i))
     except ImageError as exc:
         return str(exc)
     except Exception as exc:  # a decoder crash on one bad file must never end a long run

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
@@ -14,7 +15,7 @@ import numpy.typing as npt
 
 from onnxlens.errors import ImageError, ShapeError
 
-__all__ = ["safe_filename", "save_png"]
+__all__ = ["OutputNames", "safe_filename", "save_png", "unique_stems"]
 
 
 def save_png(path: str | os.PathLike[str], rgb: npt.ArrayLike) -> Path:
@@ -77,3 +78,64 @@ def safe_filename(name: str, max_len: int = 80) -> str:
     keep = max(1, max_len - len(digest) - 1)
     part = cleaned[-keep:].lstrip("._-") or "x"
     return f"{part}-{digest}"
+
+
+class OutputNames:
+    """The per-run allocator of output names: every `take` returns a file-name stem that no
+    earlier `take` of this allocator returned, compared case-insensitively (macOS and Windows
+    file systems fold case), so no output of a run overwrites another.
+
+    `take(name)` is `safe_filename(name)` when that is still free, else the first free of
+    ``<stem>_2``, ``<stem>_3``, ...; the same sequence of calls gives the same names in every run.
+    `reserved` names (files the command writes itself, e.g. ``comparison.png``) are never given.
+    """
+
+    def __init__(self, reserved: Iterable[str] = (), max_len: int = 80) -> None:
+        self._taken = {r.casefold() for r in reserved}
+        self.max_len = max_len
+
+    def take(self, name: str) -> str:
+        stem = safe_filename(name, self.max_len)
+        out, k = stem, 1
+        while out.casefold() in self._taken:
+            k += 1
+            out = f"{stem}_{k}"
+        self._taken.add(out.casefold())
+        return out
+
+    def __contains__(self, stem: str) -> bool:
+        return stem.casefold() in self._taken
+
+
+def unique_stems(
+    paths: Sequence[str | os.PathLike[str]], reserved: Iterable[str] = ()
+) -> list[str]:
+    """One distinct, file-system-safe stem per input path, in order (see `OutputNames`).
+
+    A path's stem is its file name without the extension; inputs whose stems clash (the same
+    name in different folders, names equal but for case, or the same file given twice) are told
+    apart by their parent folders (``a/x.jpg`` -> ``a_x``, ``b/x.jpg`` -> ``b_x``), and by a
+    ``_2``, ``_3`` ... suffix when the folders do not tell them apart either.
+    """
+    parts = [Path(os.fspath(p)).with_suffix("").parts or ("x",) for p in paths]
+    depth = [1] * len(parts)
+
+    def name(i: int) -> str:
+        return "_".join(parts[i][-depth[i] :])
+
+    # Deepen the clashing names until they differ or run out of folders.
+    while True:
+        groups: dict[str, list[int]] = {}
+        for i in range(len(parts)):
+            groups.setdefault(safe_filename(name(i)).casefold(), []).append(i)
+        grew = False
+        for members in groups.values():
+            if len(members) > 1 and len({parts[i] for i in members}) > 1:
+                for i in members:
+                    if depth[i] < len(parts[i]):
+                        depth[i] += 1
+                        grew = True
+        if not grew:
+            break
+    alloc = OutputNames(reserved)
+    return [alloc.take(name(i)) for i in range(len(parts))]
