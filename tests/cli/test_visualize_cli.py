@@ -23,7 +23,7 @@ def test_channels_write_pngs_grid_and_trajectories(tmp_path, capsys) -> None:
     path = tmp_path / "tiny.onnx"
     onnx.save(tiny_cnn(size=16), path)
     out = tmp_path / "out"
-    argv = ["visualize", str(path), "--layer", "relu_out", "--channels", "1-3", "--steps", "30"]
+    argv = ["visualize", str(path), "--layer", "relu_out", "--channels", "1-3,2", "--steps", "30"]
     assert main([*argv, "--out", str(out), "--quiet", "--tv", "0.1"]) == 0
     assert "wrote 3 visualisations" in capsys.readouterr().out
     record = json.loads((out / "visualize.json").read_text())

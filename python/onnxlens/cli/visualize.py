@@ -100,11 +100,17 @@ def run(args: argparse.Namespace) -> int:
     if (args.channels or args.neurons) and not args.layer:
         raise ConfigurationError("--channels and --neurons need --layer (see onnxlens inspect).")
     if args.classes:
+        if len(set(args.classes)) != len(args.classes):
+            args.classes = list(dict.fromkeys(args.classes))
+            print("onnxlens: repeated classes dropped", file=sys.stderr)
         objectives = [S.class_logit(k, output=args.output) for k in args.classes]
         labels = [f"class {k}" for k in args.classes]
         stems = [f"class_{k:04d}" for k in args.classes]
     else:
         idx = parse_indices(args.channels or args.neurons)
+        if len(set(idx)) != len(idx):  # one image (and one file) per channel
+            idx = list(dict.fromkeys(idx))
+            print(f"onnxlens: repeated indices dropped; visualising {len(idx)}", file=sys.stderr)
         make = S.channel if args.channels else S.neuron
         objectives = [make(args.layer, c) for c in idx]
         labels = [f"{'ch' if args.channels else 'unit'} {c}" for c in idx]
