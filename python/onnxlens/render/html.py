@@ -42,8 +42,10 @@ __all__ = [
     "esc",
     "figure",
     "fmt",
+    "histogram_svg",
     "join",
     "link",
+    "pager",
     "table",
     "url",
 ]
@@ -73,15 +75,27 @@ details{margin:.5em 0}
 .map img:hover{transform:scale(3);z-index:9}
 .map i{position:absolute;width:6px;height:6px;border-radius:3px}
 .tip{position:sticky;top:0;z-index:10;background:#fafafa;margin:0;padding:4px 0;min-height:1.2em}
+.preview{position:fixed;right:16px;top:16px;z-index:20;width:200px;background:#fff;border:1px solid #9ca3af;padding:4px}
+.preview img{width:100%;display:block}
+.pager a,.pager b{margin-right:8px}
+figure[style]>img{width:100%}
+.card{display:inline-block;vertical-align:top;margin:0 12px 14px 0;padding:6px;background:#fff;border:1px solid #e5e7eb}
+.card figure{margin:0 6px 0 0}
+.dead{color:#b91c1c}
+svg.hist rect{fill:#2563eb}svg.hist text{font-size:10px;fill:#374151}
 """
 
 # Why a script at all: the browser's `title` tooltip appears late and cannot be read while
-# sweeping over a dense map. textContent (never innerHTML) keeps file names inert.
+# sweeping over a dense map, and it cannot show a picture. textContent (never innerHTML) keeps
+# file names inert; `data-img` (a relative link the page escaped) only ever becomes an img src.
 SCRIPT = """\
 document.addEventListener("mouseover", function (ev) {
-  var box = document.getElementById("tip");
   var el = ev.target && ev.target.closest ? ev.target.closest("[data-tip]") : null;
-  if (box && el) box.textContent = el.getAttribute("data-tip");
+  if (!el) return;
+  var box = document.getElementById("tip");
+  if (box) box.textContent = el.getAttribute("data-tip");
+  var src = el.getAttribute("data-img"), img = document.getElementById("tipimg");
+  if (img && src) { img.src = src; img.alt = el.getAttribute("data-tip"); }
 });
 """
 
@@ -135,8 +149,11 @@ def url(path: str | PurePath) -> Markup:
     return esc(quote(text, safe="/"))
 
 
-def link(href: str | PurePath, text: object) -> Markup:
-    return fmt("<a href='{}'>{}</a>", url(href), text)
+def link(href: str | PurePath, text: object, anchor: str | None = None) -> Markup:
+    """A relative link; `anchor` is a fragment on the target page (kept apart from the path,
+    which `url` percent-encodes, '#' included)."""
+    frag = fmt("#{}", quote(anchor, safe="")) if anchor else Markup("")
+    return fmt("<a href='{}{}'>{}</a>", url(href), frag, text)
 
 
 def code(text: object) -> Markup:
@@ -164,6 +181,63 @@ def table(
         for r in rows
     )
     return fmt("<table><tr>{}</tr>{}</table>", head, body)
+
+
+def histogram_svg(
+    counts: Sequence[int] | np.ndarray,
+    lo: float,
+    hi: float,
+    width: int = 320,
+    height: int = 90,
+    label: str = "",
+) -> Markup:
+    """A bar chart of histogram `counts` over [lo, hi] as inline SVG (a few hundred bytes: no
+    image file, no script), bars scaled to the largest count, with the range and the peak."""
+    c = np.asarray(counts, dtype=np.float64)
+    n = max(1, c.size)
+    top = float(c.max()) if c.size and c.max() > 0 else 1.0
+    plot_h = height - 14
+    bw = width / n
+    bars = join(
+        fmt(
+            "<rect x='{:.1f}' y='{:.1f}' width='{:.1f}' height='{:.1f}'><title>{}</title></rect>",
+            i * bw,
+            plot_h - v / top * plot_h,
+            max(bw - 1, 0.5),
+            v / top * plot_h,
+            f"{lo + (hi - lo) * i / n:.3g} to {lo + (hi - lo) * (i + 1) / n:.3g}: {int(v)}",
+        )
+        for i, v in enumerate(c)
+    )
+    return fmt(
+        "<svg class='hist' width='{w:d}' height='{h:d}' viewBox='0 0 {w:d} {h:d}' role='img' "
+        "aria-label='{label}'>{bars}<text x='0' y='{ty:d}'>{lo}</text>"
+        "<text x='{w:d}' y='{ty:d}' text-anchor='end'>{hi}</text>"
+        "<text x='{mid:d}' y='{ty:d}' text-anchor='middle'>{label}</text></svg>",
+        w=width,
+        h=height,
+        ty=height - 2,
+        mid=width // 2,
+        bars=bars,
+        lo=f"{lo:.3g}",
+        hi=f"{hi:.3g}",
+        label=label or f"peak {int(top)}",
+    )
+
+
+def pager(current: int, total: int, href: Callable[[int], str]) -> Markup:
+    """Links to pages 1..`total` of a paged listing (`href(i)`: page i's relative link, 0-based);
+    the current one in bold. Empty for a single page."""
+    if total <= 1:
+        return Markup("")
+    parts = []
+    if current > 0:
+        parts.append(link(href(current - 1), "« previous"))
+    for i in range(total):
+        parts.append(fmt("<b>{}</b>", i + 1) if i == current else link(href(i), i + 1))
+    if current < total - 1:
+        parts.append(link(href(current + 1), "next »"))
+    return fmt("<p class='pager'>{}</p>", join(parts, sep=" "))
 
 
 def _num(flag: bool) -> Markup:
