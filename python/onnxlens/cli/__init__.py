@@ -12,10 +12,44 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import activations, demo, embed, explain, filters, gradient, inspect, mine, visualize
+from . import (
+    activations,
+    atlas,
+    demo,
+    dream,
+    embed,
+    explain,
+    filters,
+    fool,
+    gradient,
+    inspect,
+    invert,
+    mine,
+    report,
+    style,
+    texture,
+    visualize,
+)
 from .common import run_command
 
-COMMANDS = (inspect, activations, filters, gradient, explain, visualize, mine, embed, demo)
+COMMANDS = (
+    inspect,
+    activations,
+    filters,
+    gradient,
+    explain,
+    visualize,
+    dream,
+    invert,
+    texture,
+    style,
+    fool,
+    mine,
+    embed,
+    demo,
+    atlas,
+    report,
+)
 
 
 def build_parser():  # -> argparse.ArgumentParser
@@ -32,12 +66,26 @@ def build_parser():  # -> argparse.ArgumentParser
     return parser
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record: tests, notebooks and
+    embedding tools swap sys.stderr between main() calls, and a handler bound to the first one
+    would write to a closed stream ("--- Logging error ---")."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     logger = logging.getLogger("onnxlens")
     logger.setLevel(logging.INFO)
     if not logger.handlers:
-        h = logging.StreamHandler(sys.stderr)
+        h = _CurrentStderr()
         h.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(h)
         logger.propagate = False

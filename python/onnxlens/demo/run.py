@@ -20,6 +20,7 @@ from .pages import (
     page_summary,
 )
 from .synthesis import page_visualisation
+from .synthesis_methods import page_synthesis_methods
 
 log = logging.getLogger("onnxlens")
 
@@ -33,6 +34,7 @@ PAGES: list[Callable[[DemoContext, Page], None]] = [
     page_activations,
     page_filters,
     page_visualisation,
+    page_synthesis_methods,
 ]
 
 
