@@ -76,9 +76,14 @@ def main() -> None:
         path, device="cpu", threads=args.threads,
         preprocess={"mean": [127.0] * 3, "std": [128.0] * 3, "scale": 1.0},
     )  # fmt: skip
+    print(
+        f"{len(CLASSES)} classes, {args.steps} steps at {args.size}x{args.size}, "
+        f"{args.threads} threads, torch {torch.__version__}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     ours = S.visualize(model, [S.class_logit(k) for k in CLASSES], steps=args.steps, progress=False)
-    t_ours = time.perf_counter() - t0
+    _report("onnxlens", ours.images, time.perf_counter() - t0, lite0, lite2, torch, args)
 
     render, param, transform, objectives = bv._lucent()
     obj = sum(objectives.channel("_fc", k, batch=i) for i, k in enumerate(CLASSES))
@@ -90,32 +95,28 @@ def main() -> None:
         transforms=[*transform.standard_transforms, norm], thresholds=(args.steps,),
         show_image=False, progress=False, fixed_image_size=args.size, preprocess=False,
     )  # fmt: skip
-    t_lucent = time.perf_counter() - t0
     theirs = (np.clip(imgs[-1], 0, 1) * 255 + 0.5).astype(np.uint8)
+    _report("lucent", theirs, time.perf_counter() - t0, lite0, lite2, torch, args)
 
+
+def _report(name, images, secs, lite0, lite2, torch, args) -> None:
+    own = _top5(lite0, torch, images, args.size)
+    other = _top5(lite2, torch, images, 260)
+    hits0 = sum(k == t[0] for k, t in zip(CLASSES, own, strict=True))
+    hits2 = sum(k in t for k, t in zip(CLASSES, other, strict=True))
+    hits2_1 = sum(k == t[0] for k, t in zip(CLASSES, other, strict=True))
     print(
-        f"{len(CLASSES)} classes, {args.steps} steps at {args.size}x{args.size}, "
-        f"{args.threads} threads, torch {torch.__version__}"
+        f"  {name:9s} {secs:6.0f} s   Lite0 top-1 {hits0:2d}/10   Lite2 top-5 {hits2:2d}/10"
+        f"   Lite2 top-1 {hits2_1:2d}/10",
+        flush=True,
     )
-    for name, images, secs in (("onnxlens", ours.images, t_ours), ("lucent", theirs, t_lucent)):
-        own = _top5(lite0, torch, images, args.size)
-        other = _top5(lite2, torch, images, 260)
-        hits0 = sum(k == t[0] for k, t in zip(CLASSES, own, strict=True))
-        hits2 = sum(k in t for k, t in zip(CLASSES, other, strict=True))
-        hits2_1 = sum(k == t[0] for k, t in zip(CLASSES, other, strict=True))
-        print(
-            f"  {name:9s} {secs:6.0f} s   Lite0 top-1 {hits0:2d}/10   Lite2 top-5 {hits2:2d}/10"
-            f"   Lite2 top-1 {hits2_1:2d}/10"
-        )
-        if args.out:
-            from onnxlens.render import save_png
-            from onnxlens.render.labels import labelled_grid
+    if args.out:
+        from onnxlens.render import save_png
+        from onnxlens.render.labels import labelled_grid
 
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            labels = [
-                f"{k}: {'ok' if k in t else 'miss'}" for k, t in zip(CLASSES, other, strict=True)
-            ]
-            save_png(Path(args.out) / f"{name}.png", labelled_grid(images, labels, ncols=5))
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        labels = [f"{k}: {'ok' if k in t else 'miss'}" for k, t in zip(CLASSES, other, strict=True)]
+        save_png(Path(args.out) / f"{name}.png", labelled_grid(images, labels, ncols=5))
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ class _CurrentStderr(logging.StreamHandler):
     would write to a closed stream ("--- Logging error ---")."""
 
     @property  # type: ignore[override]
-    def stream(self):  # noqa: D102
+    def stream(self):
         return sys.stderr
 
     @stream.setter
