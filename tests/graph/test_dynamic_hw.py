@@ -89,3 +89,19 @@ def test_paddle_classifier_with_dynamic_hw_finds_its_spatial_layers(ppocr_cls_pa
     assert exp.layers == ref_exp.layers == [layer]
     np.testing.assert_allclose(exp.raw, ref_exp.raw, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(exp.heatmap, ref_exp.heatmap, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_paddle_classifier_default_layer_from_the_array_shape(ppocr_cls_path):
+    """No size given at all: the array's H and W find the spatial layers, and Grad-CAM picks the
+    same layer, with the same maps, as the model with that size fixed."""
+    from onnxlens.methods import GradCAM
+
+    proto = onnx.load(str(ppocr_cls_path))
+    model = Model(proto, device="cpu", threads=1)  # no preprocess size
+    static = Model(_static_copy(proto, SIZE), device="cpu", threads=1)
+    x = np.random.default_rng(1).standard_normal((2, 3, *SIZE)).astype(np.float32)
+    assert default_layer(model, input_shape=x.shape) == default_layer(static)
+    exp, ref_exp = GradCAM(model).attribute(x, 1), GradCAM(static).attribute(x, 1)
+    assert exp.layers == ref_exp.layers
+    np.testing.assert_allclose(exp.heatmap, ref_exp.heatmap, rtol=1e-4, atol=1e-5)

@@ -97,8 +97,8 @@ class BaseCAM(Method):
         raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------------------------
-    def resolved_layers(self) -> list[str]:
-        layers = self.layers or [default_layer(self.model, self.default_walks_back)]
+    def resolved_layers(self, input_shape: Sequence[int] | None = None) -> list[str]:
+        layers = self.layers or [default_layer(self.model, self.default_walks_back, input_shape)]
         tensors = [self.model.resolve(la) for la in layers]
         if self.layers is None:
             announce(self.model, type(self).__name__, tensors)
@@ -107,7 +107,7 @@ class BaseCAM(Method):
     def _attribute(
         self, x: np.ndarray, target: object, output: str, bs: int | None, **knobs: Any
     ) -> Explanation:
-        layers = self.resolved_layers()
+        layers = self.resolved_layers(x.shape)
         acts, grads, scores, tgt = self._acts_grads(x, target, output, layers, bs)
         raws: dict[str, np.ndarray] = {}
         heats = []

@@ -48,7 +48,9 @@ def layer_layout(model: Model, tensor: str) -> str | None:
     return None
 
 
-def default_layer(model: Model, walk_back: bool = True) -> str:
+def default_layer(
+    model: Model, walk_back: bool = True, input_shape: Sequence[int] | None = None
+) -> str:
     """The last convolutional feature map before the final spatial reduction (Grad-CAM's,
     pytorch-grad-cam's and tf-keras-vis' choice): the last spatial tensor whose consumer drops the
     spatial layout (global pooling, flatten, a reduction), walked back through pooling, layout
@@ -56,14 +58,17 @@ def default_layer(model: Model, walk_back: bool = True) -> str:
     Keras export's Cast/Transpose copy is never chosen); the last spatial map when nothing reduces
     (FCN). For token models (ViT), the last (N, tokens, C) tensor whose tokens form a square grid.
     Spatial means H and W > 1 by the tensor's own layout (NCHW or NHWC). `walk_back=False`: the
-    tensor the reduction reads itself (CAM needs the map that global pooling averages)."""
+    tensor the reduction reads itself (CAM needs the map that global pooling averages).
+    `input_shape`: the array being explained, whose H and W give a dynamic-size model's layer
+    shapes (`Model.layers_for`) when no size was given."""
+    all_layers = model.layers_for(input_shape) if input_shape is not None else model.layers
     graph = model.proto.graph
     producer = {o: n for n in graph.node for o in n.output if o}
     consumers: dict[str, list] = {}
     for node in graph.node:
         for i in node.input:
             consumers.setdefault(i, []).append(node)
-    spatial = [la for la in model.layers if la.spatial]
+    spatial = [la for la in all_layers if la.spatial]
     if spatial:
         names = {la.name for la in spatial}
 
@@ -87,7 +92,7 @@ def default_layer(model: Model, walk_back: bool = True) -> str:
         return name
     tokens = [
         la
-        for la in model.layers
+        for la in all_layers
         if la.shape is not None
         and len(la.shape) == 3
         and (dims := static_dims(la.shape)) is not None
