@@ -121,3 +121,20 @@ def test_uint8_input_runs_on_uint8_arrays_and_explains_the_rest():
     ref_g = ref_model.vjp(x.astype(np.float32) / 255, {"logits": c})["input"]
     np.testing.assert_allclose(g, ref_g, rtol=1e-5, atol=1e-6)
     assert issubclass(ConfigurationError, OnnxLensError)
+
+
+def test_clear_sessions_frees_and_rebuilds(caplog) -> None:
+    """clear_sessions drops the cached sessions and VJP graphs; the next call rebuilds them and
+    gives the same values. The assumed preprocessing is announced once, not on every call."""
+    import logging
+
+    model = onnxlens.Model(tiny_cnn(size=16), device="cpu")
+    img = np.random.default_rng(0).integers(0, 255, (1, 16, 16, 3), dtype=np.uint8)
+    with caplog.at_level(logging.INFO, logger="onnxlens"):
+        g1 = model.gradient(list(img), 1)
+        model.predict(list(img))
+    assert sum("preprocessing" in r.message for r in caplog.records) == 1
+    assert len(model._sessions._sessions) > 0 and model.gradients._graphs
+    model.clear_sessions()
+    assert len(model._sessions._sessions) == 0 and not model.gradients._graphs
+    np.testing.assert_array_equal(model.gradient(list(img), 1), g1)

@@ -229,8 +229,9 @@ class Model:
             inputs = list(inputs)
         if isinstance(inputs, Sequence) and not isinstance(inputs, str) and len(inputs) == 0:
             raise ShapeError("no inputs given; pass image paths, images or a float32 input array.")
-        if self.preprocess.assumed:
-            log.info("onnxlens: preprocessing %s", self.preprocess.describe())
+        if self.preprocess.assumed:  # once per model and spec, not on every call
+            desc = self.preprocess.describe()
+            self.notice_once(("preprocessing", desc), "onnxlens: preprocessing %s", desc)
         x, fitted = self.preprocess(inputs)  # type: ignore[arg-type]
         self._check_input(x)
         return x, fitted
@@ -287,6 +288,13 @@ class Model:
     def plain_session(self) -> ort.InferenceSession:
         """The cached session of the model as it is (no taps, no gradients)."""
         return self.session(GraphKey("plain"), lambda: self.proto)
+
+    def clear_sessions(self) -> None:
+        """Drop every cached session (graphs, packed weights, arenas): long jobs that move from
+        one graph variant to the next (an atlas' layers) free the memory of the last one. The
+        VJP graphs go too; anything asked again is rebuilt."""
+        self._sessions.clear()
+        self.gradients.clear()
 
     def session(self, key: GraphKey, build: Callable[[], onnx.ModelProto]) -> ort.InferenceSession:
         """The cached ORT session for a graph variant `key`, built by `build()` on first use."""

@@ -56,6 +56,11 @@ class Gradients:
         self._graphs: dict[VJPVariant, VJPGraph] = {}
 
     # -- compiled functions ----------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Forget the VJP graphs built so far (Model.clear_sessions drops their sessions)."""
+        self._graphs.clear()
+
     def variant(
         self,
         seeds: Sequence[str],

@@ -227,6 +227,8 @@ def visualize(
                 if step in snaps:
                     snaps[step].append(_to_uint8(img))
                 chain.sample(rng, n)
+                if step == redirect_steps and f_start is not f:
+                    f_start = f  # free the redirected session (its arena) for the rest
                 fn = f_start if step < redirect_steps else f
                 value, gx = fn(space.to_model(chain.forward(img)))
                 g_img = chain.backward(space.backward(gx))
