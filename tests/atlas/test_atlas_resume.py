@@ -13,6 +13,18 @@ from pathlib import Path
 import pytest
 from atlas_data import TINY, data_files
 
+import onnxlens
+
+# The children import onnxlens from where this process did (the installed wheel in CI, the
+# source tree with its built _core in development): never the bare source tree, which has no
+# compiled extension in a fresh clone.
+_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(
+        [str(Path(onnxlens.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+    ),
+}
+
 SCRIPT = """
 import sys
 from onnxlens.atlas import build_atlas
@@ -38,14 +50,8 @@ def test_sigkill_then_rerun_gives_identical_files(tiny_atlas, tmp_path: Path, st
     code = SCRIPT.format(
         tests=str(Path(__file__).parent), model=str(model), data=str(data), out=str(out)
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).parents[2] / "python"), os.environ.get("PYTHONPATH", "")]
-        ),
-    }
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-c", code], env=_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     marker = out / KILL_AT[step]
     deadline = time.monotonic() + 120
@@ -78,8 +84,7 @@ def test_ctrl_c_keeps_what_is_done_and_says_how_to_resume(tiny_atlas, tmp_path: 
             "--layers", *TINY["layers"], "--channels", str(TINY["channels"]),
             "--steps", str(TINY["steps"]), "--vis-batch", "1", "--shard-size", "6", "--top-k", "5",
             "--stats-images", "64", "--no-embedding", "--quiet"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "python"), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, env=_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     marker = out / "data" / "vis" / "p1" / "batch-0001.json"
     deadline = time.monotonic() + 120
     while not marker.exists():
