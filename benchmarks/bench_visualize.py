@@ -203,8 +203,6 @@ def _end_to_end(args: argparse.Namespace) -> None:
                              .stdout.strip().splitlines()[-1])  # fmt: skip
             print(f"  {tool:9s} {res['seconds']:7.1f} s   peak RSS {res['peak_mb']:7.0f} MB")
         return
-    import resource
-
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     net, torch = _lite0()
     torch.set_num_threads(args.threads)
@@ -237,7 +235,13 @@ def _end_to_end(args: argparse.Namespace) -> None:
                 fixed_image_size=size, preprocess=False,
             )  # fmt: skip
     secs = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: ru_maxrss survives execve and would report the parent's peak
+    peak = (
+        next(
+            int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")
+        )
+        / 1024
+    )
     print(json.dumps({"seconds": secs, "peak_mb": peak}))
 
 

@@ -67,14 +67,21 @@ def test_zero_png_is_a_valid_png(h):
 _PEAK = """
 import json, resource, sys
 import onnxlens.data.images as I
+def _hwm():
+    # peak RSS of this process image (VmHWM); ru_maxrss survives execve and would report the
+    # parent pytest's peak, so it cannot be used in a child
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 path = sys.argv[1]
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = _hwm()
 try:
     img = I.load_image(path)
     res = {"shape": list(img.shape)}
 except Exception as exc:
     res = {"error": type(exc).__module__ + "." + type(exc).__name__, "message": str(exc)}
-res["peak_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+res["peak_mb"] = (_hwm() - base) / 1024
 print(json.dumps(res))
 """
 
@@ -166,12 +173,19 @@ import onnxlens.data.images as I
 from onnxlens.mining.dataset import open_dataset
 from onnxlens.mining.runner import iter_batches
 import concurrent.futures as cf
+def _hwm():
+    # peak RSS of this process image (VmHWM); ru_maxrss survives execve and would report the
+    # parent pytest's peak, so it cannot be used in a child
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 I.DECODE_BUDGET_BYTES = int(sys.argv[2])
 ds = open_dataset(sys.argv[1])
 fit = lambda im: im[:8, :8].copy()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = _hwm()
 n = sum(len(b.ids) for b in iter_batches(ds, range(len(ds)), 16, fit, cf.ThreadPoolExecutor(8)))
-print(json.dumps({"n": n, "peak_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}))
+print(json.dumps({"n": n, "peak_mb": (_hwm() - base) / 1024}))
 """
 
 
