@@ -93,6 +93,13 @@ def load_model(args: argparse.Namespace) -> Model:
     return model
 
 
+def add_synthesis_args(p: argparse.ArgumentParser) -> None:
+    """--seed, --out and --quiet, shared by the commands that synthesise images."""
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def check_output_dir(out: str | os.PathLike[str]) -> Path:
     """`--out` as a Path, checked before any work: a folder that exists and is writable, or one
     that can be created (its nearest existing parent is a writable folder). Nothing is created;

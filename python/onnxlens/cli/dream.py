@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigurationError
-from .common import add_model_args, add_preprocess_args, load_model
+from .common import add_model_args, add_preprocess_args, add_synthesis_args, load_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,9 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--jitter", type=int, default=32, help="random roll, pixels (default 32)")
     p.add_argument("--tile", type=int, default=None, help="gradient tile size (default: model's)")
     p.add_argument("--tile-batch", type=int, default=4, help="tiles per run (memory bound)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_synthesis_args(p)
     add_preprocess_args(p)  # its --size H W resizes the photo first (default: its own size)
     p.set_defaults(func=run)
 
@@ -41,8 +39,6 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_image
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigurationError(f"--out {out} is a file; name a folder.")
     if args.klass is None and not args.layer:
         raise ConfigurationError(
             "say what to dream of: --layer L (optionally --channel C) or --class K."

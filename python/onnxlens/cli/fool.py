@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigurationError
-from .common import add_model_args, add_preprocess_args, load_model
+from .common import add_model_args, add_preprocess_args, add_synthesis_args, load_model
 
 
 def parse_eps(text: str) -> float:
@@ -42,9 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", choices=["ce", "margin"], default="ce")
     p.add_argument("--from-noise", action="store_true", help="grow images of --target from noise")
     p.add_argument("--confidence", type=float, default=0.99, help="for --from-noise")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_synthesis_args(p)
     add_preprocess_args(p)  # its --size H W sets the image size
     p.set_defaults(func=run)
 
@@ -59,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
     from ..data.classes import class_names_for
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigurationError(f"--out {out} is a file; name a folder.")
     model = load_model(args)
     size = tuple(args.size) if args.size else None
     if args.from_noise:

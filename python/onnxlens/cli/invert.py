@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import ConfigurationError
-from .common import add_model_args, add_preprocess_args, load_model
+from .common import add_model_args, add_preprocess_args, add_synthesis_args, load_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,9 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=6.0, help="alpha-norm exponent (default 6)")
     p.add_argument("--alpha-weight", type=float, default=1.0)
     p.add_argument("--tv-weight", type=float, default=0.5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_synthesis_args(p)
     add_preprocess_args(p)  # its --size H W sets the image size
     p.set_defaults(func=run)
 
@@ -36,8 +33,6 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_image
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigurationError(f"--out {out} is a file; name a folder.")
     model = load_model(args)
     photo = load_image(args.image)
     res = S.invert(

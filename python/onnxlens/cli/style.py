@@ -7,8 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import ConfigurationError
-from .common import add_model_args, add_preprocess_args, load_model
+from .common import add_model_args, add_preprocess_args, add_synthesis_args, load_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,9 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=200, help="loss evaluations (default 200)")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
     p.add_argument("--lr", type=float, default=0.02, help="Adam learning rate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_synthesis_args(p)
     add_preprocess_args(p)  # its --size H W is the output size
     p.set_defaults(func=run)
 
@@ -41,8 +38,6 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_image
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigurationError(f"--out {out} is a file; name a folder.")
     model = load_model(args)
     content, style = load_image(args.content), load_image(args.style)
     res = S.style_transfer(

@@ -94,8 +94,6 @@ def run(args: argparse.Namespace) -> int:
     from ..render.labels import labelled_grid
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigurationError(f"--out {out} is a file; name a folder.")
     model = load_model(args)
     if (args.channels or args.neurons) and not args.layer:
         raise ConfigurationError("--channels and --neurons need --layer (see onnxlens inspect).")
