@@ -139,3 +139,9 @@ def test_demo_report(efficientnet_path, tmp_path, monkeypatch):
     for src in ("images/chelsea.png", "filters.png", "summary.json"):
         assert (out / src).exists()
     assert len(list((out / "activations" / "chelsea").glob("*.png"))) >= 3
+    # the report links into the demo's atlas, and every local link and image of it resolves
+    assert (out / "atlas" / "index.html").exists() and "atlas/channels/" in html
+    import re
+
+    refs = set(re.findall(r"(?:href|src)='([^'#:]+)", html))
+    assert refs and not [r for r in refs if not (out / r).exists()]

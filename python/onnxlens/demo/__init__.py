@@ -2,7 +2,8 @@
 
 The model is exported from PyTorch to ONNX once into the cache directory ($ONNXLENS_CACHE, else
 ~/.cache/onnxlens), then everything else runs on the .onnx file alone, as it would on any
-user's exported model. Each section of the report is one page builder (`demo.run.PAGES`).
+user's exported model. The report is `onnxlens report` with the demo's synthesis pages (`demo.run.PAGES`), linked
+into a small atlas of the model over the photos and their crops (`demo.run.ATLAS`).
 """
 
 from __future__ import annotations

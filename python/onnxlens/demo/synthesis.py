@@ -14,7 +14,7 @@ from ..render.html import Page, figure, fmt
 from ..render.labels import labelled_grid
 
 if TYPE_CHECKING:
-    from .pages import DemoContext
+    from ..atlas.report import ReportContext as DemoContext
 
 #: Kept short so the whole demo stays around two minutes on two cores; `onnxlens visualize`
 #: defaults to 512 steps.
@@ -40,10 +40,11 @@ def _crops(photos: list[np.ndarray], size: tuple[int, int], rng: np.random.Gener
 def page_visualisation(ctx: DemoContext, page: Page) -> None:
     sec = page.section("Feature visualisation")
     model = ctx.model
+    assert ctx.logits is not None, "the demo model is a classifier"
     top = [int(k) for k in ctx.logits.argmax(1)]
     res = S.visualize(model, [S.class_logit(k) for k in top], steps=STEPS, progress=False)
     probs = softmax(model.predict(res.images))
-    labels = [f"{ctx.classes[k][:18]} {probs[i, k]:.0%}" for i, k in enumerate(top)]
+    labels = [f"{ctx.cname(k)[:18]} {probs[i, k]:.0%}" for i, k in enumerate(top)]
     src = ctx.site.image("synthesis/classes.png", labelled_grid(res.images, labels, ncols=len(top)))
     sec.text(
         "Images synthesised from noise to maximise each photo's top class (FFT "

@@ -15,7 +15,7 @@ from ..synthesis.common import sheet, to_uint8, unit_images
 from ..synthesis.fool import predict_images
 
 if TYPE_CHECKING:
-    from .pages import DemoContext
+    from ..atlas.report import ReportContext as DemoContext
 
 DREAM_LAYER = "/_blocks.4/Add_output_0"
 INVERT_LAYERS = {
@@ -31,7 +31,7 @@ def page_synthesis_methods(ctx: DemoContext, page: Page) -> None:
     sec = page.section("Dream, inversion, texture, style, fooling")
     model = ctx.model
     photo, other = ctx.photos[0], ctx.photos[1]
-    names = ctx.classes
+    names = [ctx.cname(k) for k in range(1000)]  # ImageNet: the demo model
 
     # Deep dream
     d = S.dream(model, photo, layer=DREAM_LAYER, octaves=3, steps=4, progress=False)
