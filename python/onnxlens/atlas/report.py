@@ -180,6 +180,9 @@ def page_method_comparison(ctx: ReportContext, page: Page) -> None:
         "better).", note=True,
     )  # fmt: skip
     sec.add(table(["method", "time", "deletion AUC", "insertion AUC"], rows, {1, 2, 3}))
+    # Each method compiled its own VJP graph and session (GBs for a 224px model): the later
+    # sections need none of them.
+    ctx.model.clear_sessions()
 
 
 def page_summary(ctx: ReportContext, page: Page) -> None:

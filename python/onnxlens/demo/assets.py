@@ -9,6 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..errors import ConfigurationError
@@ -87,3 +88,18 @@ def demo_photos() -> list[tuple[str, np.ndarray]]:
             'the demo photos come from scikit-image: pip install "onnxlens[demo]"'
         ) from exc
     return [(name, getattr(skdata, name)()) for name in DEMO_PHOTOS]
+
+
+def photo_crops(
+    photos: list[np.ndarray], size: tuple[int, int], rng: np.random.Generator, per_photo: int = 24
+) -> np.ndarray:
+    """Random square crops (a third to all of the shorter side) of the fitted photos."""
+    h, w = size
+    out = []
+    for img in photos:
+        ih, iw = img.shape[:2]
+        for _ in range(per_photo):
+            s = int(rng.integers(min(ih, iw) // 3, min(ih, iw) + 1))
+            y, x = int(rng.integers(0, ih - s + 1)), int(rng.integers(0, iw - s + 1))
+            out.append(cv2.resize(img[y : y + s, x : x + s], (w, h), interpolation=cv2.INTER_AREA))
+    return np.stack(out)

@@ -16,8 +16,8 @@ from ..atlas.report import SECTIONS, ReportContext, build_report
 from ..model import Model
 from ..render.html import Page
 from ..render.io import save_png
-from .assets import demo_photos, export_efficientnet_lite0
-from .synthesis import _crops, page_visualisation
+from .assets import demo_photos, export_efficientnet_lite0, photo_crops
+from .synthesis import page_visualisation
 from .synthesis_methods import page_synthesis_methods
 
 log = logging.getLogger("onnxlens")
@@ -41,7 +41,7 @@ def _atlas_data(model: Model, photos: list[np.ndarray], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     fitted = [model.preprocess.fit(p) for p in photos]
     size = model.preprocess.size
-    crops = _crops(fitted, (int(size[0]), int(size[1])), np.random.default_rng(0))
+    crops = photo_crops(fitted, (int(size[0]), int(size[1])), np.random.default_rng(0))
     for i, img in enumerate([*fitted, *crops]):
         path = folder / f"{i:03d}.png"
         if not path.exists():

@@ -72,6 +72,16 @@ def forward_batch_size(model: Model, requested: int | None = None) -> int:
     return bs if model.input.batch is not None or requested else min(bs, MAX_BATCH)
 
 
+def vjp_batch_size(
+    model: Model, requested: int | None = None, input_shape: Sequence[int] | None = None
+) -> int:
+    """Samples per VJP run under `model.memory_limit`: a backward pass keeps every forward
+    tensor (`Model.vjp_bytes_per_sample`), not just the largest few a forward pass holds."""
+    per = max(model.vjp_bytes_per_sample(input_shape), 1)
+    bs = model.batch_size_for(per, requested)
+    return bs if model.input.batch is not None or requested else min(bs, MAX_BATCH)
+
+
 def deprecated(message: str) -> None:
     """A DeprecationWarning pointing at the caller's code: the first frame outside
     onnxlens.methods, however many method layers (subclass __init__, super().__init__) sit between."""

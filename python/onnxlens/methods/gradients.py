@@ -21,7 +21,7 @@ from ..model.targets import (
     target_from_scores,
     target_score,
 )
-from .base import Method, forward_batch_size, progress
+from .base import Method, progress, vjp_batch_size
 from .cam import GradCAM
 from .explanation import Explanation
 
@@ -233,7 +233,7 @@ class SmoothGrad(_GradientMethod):
             )
             sigma = float(noise_level or 0.0) * span
         total = np.zeros_like(x)
-        chunk = max(1, forward_batch_size(self.model, bs) // max(1, n))
+        chunk = max(1, vjp_batch_size(self.model, bs, x.shape) // max(1, n))
         for s in progress(range(0, nt_samples, chunk), "SmoothGrad", self.progress):
             k = min(chunk, nt_samples - s)
             noisy = (
@@ -370,7 +370,7 @@ class IntegratedGradients(_GradientMethod):
         alphas, weights = _ig_points(n_steps, method)
         diff = x - base
         total = np.zeros_like(x, dtype=np.float64)
-        chunk = max(1, forward_batch_size(self.model, bs) // max(1, n))
+        chunk = max(1, vjp_batch_size(self.model, bs, x.shape) // max(1, n))
         for s in progress(range(0, len(alphas), chunk), "Integrated gradients", self.progress):
             a = alphas[s : s + chunk].astype(np.float32)
             w = weights[s : s + chunk]

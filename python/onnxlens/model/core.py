@@ -306,6 +306,18 @@ class Model:
             bytes_per_sample, self.memory_limit, self.input.batch, requested
         )
 
+    def vjp_bytes_per_sample(self, input_shape: Sequence[int] | None = None) -> int:
+        """Bytes one sample costs a VJP run: every float32 tensor of the forward pass (at
+        `input_shape`'s size for a dynamic-size model), once kept for the backward pass and once
+        as its cotangent. Unknown shapes count as nothing, so for a fully dynamic model this is
+        a floor."""
+        total = 0
+        for la in self.layers_for(input_shape):
+            dims = [d for d in (la.shape or ())[1:] if isinstance(d, int) and d > 0]
+            if la.dtype == "float32" and la.shape and len(dims) == len(la.shape) - 1:
+                total += 4 * int(np.prod(dims))
+        return 2 * total
+
     def tensor_bytes_per_sample(self, names: Sequence[str]) -> int:
         """float32 bytes per sample of the named tensors; an unknown shape counts as 64 times the
         input (the widest common expansion)."""

@@ -51,19 +51,8 @@ def _pinned(model: Model, batch: int, size: tuple[int, int]) -> onnx.ModelProto:
 
 
 def vjp_bytes_per_image(model: Model, size: tuple[int, int]) -> int:
-    """Bytes one image costs a compiled VJP step: every float tensor of the forward pass at
-    (1, size), once kept for the backward pass and once as its cotangent (an upper-bound-style
-    estimate; ORT reuses some buffers)."""
-    proto = _pinned(model, 1, size)
-    total = 0
-    for v in [*proto.graph.value_info, *proto.graph.output]:
-        t = v.type.tensor_type
-        if t.elem_type != onnx.TensorProto.FLOAT or not t.HasField("shape"):
-            continue
-        dims = [d.dim_value for d in t.shape.dim]
-        if dims and all(d > 0 for d in dims):
-            total += 4 * int(np.prod(dims))
-    return 2 * total
+    """Bytes one image of `size` costs a compiled VJP step (`Model.vjp_bytes_per_sample`)."""
+    return model.vjp_bytes_per_sample(model_input_shape(model, 1, size))
 
 
 def with_objective(
