@@ -209,10 +209,13 @@ def visualize(
         chunk = objs[c0 : c0 + bs]
         n = len(chunk)
         target = stack_targets(chunk) if n > 1 else chunk[0]
-        f = ObjectiveFunction(model, target, n, size)
-        f_start = (
-            ObjectiveFunction(model, target, n, size, rules="redirected") if redirect_steps else f
+        # One compiled graph alive at a time: the redirected one for the first steps, then the
+        # true one (each holds a session and its arena; both at once doubled the peak memory).
+        redirected = redirect_steps > 0 and steps > 0
+        f: ObjectiveFunction | None = (
+            None if redirected else ObjectiveFunction(model, target, n, size)
         )
+        f_start = ObjectiveFunction(model, target, n, size, rules="redirected") if redirected else f
         p: Parameterization
         if projections:  # raw pixels, starting grey with a little noise (Yosinski)
             init = GREY + 0.01 * rng.standard_normal((n, chans, *size))
@@ -227,9 +230,11 @@ def visualize(
                 if step in snaps:
                     snaps[step].append(_to_uint8(img))
                 chain.sample(rng, n)
-                if step == redirect_steps and f_start is not f:
-                    f_start = f  # free the redirected session (its arena) for the rest
-                fn = f_start if step < redirect_steps else f
+                if f is None and step >= redirect_steps:
+                    f_start = None  # free the redirected session before building the true one
+                    f = ObjectiveFunction(model, target, n, size)
+                fn = f if f is not None else f_start
+                assert fn is not None
                 value, gx = fn(space.to_model(chain.forward(img)))
                 g_img = chain.backward(space.backward(gx))
                 for r in priors:
@@ -254,6 +259,9 @@ def visualize(
         final_img = p.image()
         if steps in snaps:
             snaps[steps].append(_to_uint8(final_img))
+        if f is None:  # stopped (or done) within the redirected steps
+            f_start = None
+            f = ObjectiveFunction(model, target, n, size)
         finals.append(f.values(space.to_model(final_img)))
         images.append(final_img)
         trajectories.append(traj)
