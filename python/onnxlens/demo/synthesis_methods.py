@@ -15,7 +15,7 @@ from ..synthesis.common import sheet, to_uint8, unit_images
 from ..synthesis.fool import predict_images
 
 if TYPE_CHECKING:
-    from ..atlas.report import ReportContext as DemoContext
+    from ..atlas.report import ReportContext
 
 DREAM_LAYER = "/_blocks.4/Add_output_0"
 INVERT_LAYERS = {
@@ -27,7 +27,7 @@ SMALL = (96, 96)
 FOOL_TARGET = 948  # granny smith
 
 
-def page_synthesis_methods(ctx: DemoContext, page: Page) -> None:
+def page_synthesis_methods(ctx: ReportContext, page: Page) -> None:
     sec = page.section("Dream, inversion, texture, style, fooling")
     model = ctx.model
     photo, other = ctx.photos[0], ctx.photos[1]

@@ -53,6 +53,8 @@ def probe_dims(model: onnx.ModelProto, names: list[str]) -> dict[str, tuple[int 
 
 
 def _probe_runs(model: onnx.ModelProto, names: list[str]) -> list[list[np.ndarray]] | None:
+    """`names` fetched from runs on zeros at batch 1 and 2 (a static batch is fed as it is: ORT
+    refuses any other); None when a non-batch input dim is dynamic or ORT cannot run it."""
     inits = {t.name for t in model.graph.initializer}
     runtime = [v for v in model.graph.input if v.name not in inits]
     dim0 = runtime[0].type.tensor_type.shape.dim[:1] if runtime else []
@@ -107,39 +109,8 @@ def probe_missing_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     ]
     if not missing:
         return model
-    runtime = [v for v in model.graph.input if v.name not in inits]
-    feeds_shapes: list[tuple[str, int, list[int]]] = []
-    dim0 = runtime[0].type.tensor_type.shape.dim[:1] if runtime else []
-    static = (
-        dim0[0].dim_value if dim0 and dim0[0].HasField("dim_value") and dim0[0].dim_value > 0 else 0
-    )
-    # A static batch is fed as it is (ORT refuses any other), and every probed dim is then static.
-    batches = (static,) if static else (1, 2)
-    for v in runtime:
-        rest = [
-            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-            for d in list(v.type.tensor_type.shape.dim)[1:]
-        ]
-        if any(d is None for d in rest):
-            return model  # the probe needs every non-batch dim
-        feeds_shapes.append((v.name, v.type.tensor_type.elem_type, [int(d) for d in rest if d]))
-    probe = add_outputs(model, missing)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        sess = ort.InferenceSession(
-            probe.SerializeToString(), opts, providers=["CPUExecutionProvider"]
-        )
-        runs = []
-        for batch in batches:
-            feeds = {
-                name: np.zeros([batch, *rest], dtype=helper.tensor_dtype_to_np_dtype(et))
-                for name, et, rest in feeds_shapes
-            }
-            runs.append(sess.run(missing, feeds))
-    except Exception as exc:
-        log.debug("onnxlens: shape probe failed: %s", exc)
+    runs = _probe_runs(model, missing)  # None: a dynamic non-batch dim, or ORT refused
+    if runs is None:
         return model
     for name, a, b in zip(missing, runs[0], runs[-1], strict=True):
         a, b = np.asarray(a), np.asarray(b)
