@@ -117,3 +117,35 @@ def warp_affine_adjoint(
     g: npt.NDArray[np.float32], theta: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float32]:
     """The exact transpose of warp_affine (bilinear weights scattered back)."""
+
+def warp_window(
+    x: npt.NDArray[np.float32],
+    theta: npt.NDArray[np.float64],
+    plane: tuple[int, int],
+    pre: npt.NDArray[np.int64],
+    post: npt.NDArray[np.int64],
+    out_size: tuple[int, int],
+    fill: float,
+) -> npt.NDArray[np.float32]:
+    """Pads/crops, an affine warp and a crop in one pass: (N, C, H, W) -> (N, C, *out_size).
+    Plane pixel t of image i shows x[i] at t + pre[i] (`fill` off the source); the plane is
+    warped about its centre by theta[i] (zero off the plane); out = the warped plane at offset
+    post[i]."""
+
+def warp_window_adjoint(
+    g: npt.NDArray[np.float32],
+    theta: npt.NDArray[np.float64],
+    plane: tuple[int, int],
+    pre: npt.NDArray[np.int64],
+    post: npt.NDArray[np.int64],
+    size: tuple[int, int],
+    fill: float,
+) -> npt.NDArray[np.float32]:
+    """The transpose of warp_window: (N, C, *out_size) gradients -> (N, C, *size), `size` the
+    source's (H, W); the fill gets no gradient."""
+
+def flush_denormals(on: bool) -> bool:
+    """Set (True) or clear (False) flush-to-zero and denormals-are-zero on the calling thread;
+    returns whether both were set before. A no-op returning False off x86."""
+
+HAS_DENORMAL_CONTROL: bool

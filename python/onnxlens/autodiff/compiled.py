@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import ConfigurationError, ShapeError
+from ..runtime import denormals
 from ..runtime.session import make_session
 from .build import Rules, VJPGraph, build_vjp
 from .cpu_graph import tune_for_cpu
@@ -44,9 +45,14 @@ class VJPFunction:
     """
 
     def __init__(
-        self, graph: VJPGraph, session: ort.InferenceSession, batch: int | None = None
+        self,
+        graph: VJPGraph,
+        session: ort.InferenceSession,
+        batch: int | None = None,
+        flush_denormals: bool = False,
     ) -> None:
         self.graph = graph
+        self.flush_denormals = flush_denormals
         self.session = session
         self.batch = batch
         self._seed_feeds = {t: (name, graph.seed_dtype(t)) for t, name in graph.seed_inputs.items()}
@@ -76,19 +82,25 @@ class VJPFunction:
         device: str = "cpu",
         threads: int | None = None,
         spinning: bool = True,
+        flush_denormals: bool = False,
     ) -> VJPFunction:
         """Build the VJP graph of `proto` and its session in one go.
 
         On the CPU with `batch` given, the session runs `tune_for_cpu(graph, batch)` (the batch
         pinned, masks kept in NCHWc): the fastest form, at that batch size only. `spinning`:
         see `runtime.session.make_session` (False for callers that work between runs).
+        `flush_denormals`: every run flushes denormal floats to zero, on ORT's workers and the
+        calling thread (`runtime.denormals`): for optimisation loops, whose gradients decay.
         """
         from ..runtime.device import resolve_providers
 
         graph = build_vjp(proto, seeds, wrt, rules, keep, input_shape=input_shape)
         on_cpu = resolve_providers(device)[0] == "CPUExecutionProvider"
         run_proto = tune_for_cpu(graph.proto, batch) if on_cpu and batch else graph.proto
-        return cls(graph, make_session(run_proto, device, threads, spinning=spinning), batch)
+        session = make_session(
+            run_proto, device, threads, spinning=spinning, flush_denormals=flush_denormals
+        )
+        return cls(graph, session, batch, flush_denormals=flush_denormals)
 
     @property
     def seeds(self) -> list[str]:
@@ -164,7 +176,11 @@ class VJPFunction:
         self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str] | None = None
     ) -> list[np.ndarray]:
         """One session run on prepared feeds (see :meth:`feeds`); `fetch` defaults to everything."""
-        return self.session.run(list(fetch) if fetch is not None else self._fetch, dict(feeds))
+        names = list(fetch) if fetch is not None else self._fetch
+        if self.flush_denormals:
+            with denormals.flushed():
+                return self.session.run(names, dict(feeds))
+        return self.session.run(names, dict(feeds))
 
     def __call__(
         self, feeds: Mapping[str, np.ndarray], cotangents: Mapping[str, np.ndarray]

@@ -12,6 +12,7 @@ import onnx
 import onnxruntime as ort
 
 from ..errors import ModelLoadError, UnsupportedOperatorError
+from . import denormals
 from .device import resolve_providers
 
 # Fusions that fold one layer's weights into another's (BatchNorm or a constant Add/Mul into
@@ -28,16 +29,21 @@ def make_session(
     threads: int | None = None,
     base_dir: str | Path | None = None,
     spinning: bool = True,
+    flush_denormals: bool = False,
 ) -> ort.InferenceSession:
     """An ORT session for `model`. `threads` sets intra-op threads (None: ORT's default, all cores).
 
     `spinning=False` lets ORT's worker threads sleep between runs instead of busy-waiting: for
     loops that do their own CPU work between runs (synthesis), where spinning workers take the
-    cores that work needs."""
+    cores that work needs. `flush_denormals=True` makes ORT's workers flush denormal floats to
+    zero (see `runtime.denormals`; run it under `denormals.flushed()` so the calling thread's
+    share does too). The caller's own setting is kept either way."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if flush_denormals:
+        opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
@@ -45,9 +51,10 @@ def make_session(
     data = model if isinstance(model, bytes) else model.SerializeToString()
     providers = resolve_providers(device)
     try:
-        return ort.InferenceSession(
-            data, opts, providers=providers, disabled_optimizers=list(NUMERICS_CHANGING_FUSIONS)
-        )
+        with denormals.preserved():
+            return ort.InferenceSession(
+                data, opts, providers=providers, disabled_optimizers=list(NUMERICS_CHANGING_FUSIONS)
+            )
     except Exception as exc:  # ORT raises its own classes; turn them into a message with a fix
         msg = str(exc)
         if "NOT_IMPLEMENTED" in msg or "Could not find an implementation" in msg:

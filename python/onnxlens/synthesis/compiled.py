@@ -116,6 +116,8 @@ class ObjectiveFunction:
             threads=model.threads,
             # the optimisation loop works between runs: spinning ORT workers would take its cores
             spinning=False,
+            # its gradients decay towards zero, and denormal floats are slow (runtime.denormals)
+            flush_denormals=True,
         )
         self._feed = model.input_name
         self._seed = {OBJECTIVE_OUTPUT: np.ones(self.batch, np.float32)}
