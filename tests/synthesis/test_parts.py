@@ -215,6 +215,84 @@ def test_warp_kernel_rejects_wrong_arrays() -> None:
         _core.warp_affine_adjoint(x[:, :, :, ::-1], np.zeros((2, 2, 2)))
 
 
+_FUSABLE_CHAINS = [
+    (lambda: T.standard_transforms(), (37, 53)),
+    (lambda: T.standard_transforms(), (64, 64)),
+    (lambda: [T.Pad(3), T.Jitter(2)], (20, 21)),  # no warp: pads and crops only
+    (lambda: [T.Jitter(4), T.Affine([0.9, 1.1], [-7, 5]), T.Jitter(3)], (30, 30)),
+    (lambda: [T.Fit((40, 44), value=0.2), T.Affine([1.0], [33])], (30, 31)),  # grow, then warp
+    (lambda: [T.Affine([1.2], [10]), T.Fit((20, 20))], (31, 33)),  # warp, then crop
+]
+
+
+@pytest.mark.parametrize("make,size", _FUSABLE_CHAINS)
+def test_fused_chain_equals_its_transforms_one_by_one(make, size) -> None:
+    """The one-pass C++ chain (`_core.warp_window`) gives the values and the adjoint of its
+    transforms applied one by one (each checked on its own above), and is its own transpose."""
+    transforms = make()
+    fused, plain = T.Chain(transforms).fitted(size), T.Chain(transforms, fuse=False).fitted(size)
+    assert fused._fusable and not plain._fusable
+    rng = np.random.default_rng(12)
+    fused.sample(rng, 3)  # the same transform objects: one draw serves both chains
+    x = rng.random((3, 2, *size)).astype(np.float32)
+    y = fused.forward(x)
+    np.testing.assert_allclose(y, plain.forward(x), atol=1e-6)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_allclose(fused.backward(g), plain.backward(g), atol=1e-6)
+    fused.forward(x)
+    _dot_test(_Linear(fused, x), x, rng)
+
+
+class _Linear(T.Transform):
+    """A chain minus its constant fill: x -> F(x) - F(0), whose adjoint is F's (a dot test
+    needs a linear map; pads make the chain affine)."""
+
+    def __init__(self, chain: T.Chain, like: np.ndarray) -> None:
+        self.chain, self.zero = chain, np.zeros_like(like)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.chain.forward(x) - self.chain.forward(self.zero)
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        return self.chain.backward(g)
+
+
+@pytest.mark.parametrize(
+    "transforms",
+    [
+        [T.Affine([1.0], [5]), T.Pad(2)],  # a pad after the warp
+        [T.Pad(2, 0.5), T.Jitter(1), T.Fit((9, 9), value=0.0)],  # two fill values
+        [T.Affine([1.0], [5]), T.Affine([1.1], [0])],  # two warps
+    ],
+)
+def test_chains_that_cannot_fuse_run_one_by_one(transforms) -> None:
+    assert not T.Chain(transforms)._fusable
+
+
+def test_a_fit_that_grows_after_the_warp_runs_one_by_one() -> None:
+    chain = T.Chain([T.Affine([1.0], [20]), T.Fit((16, 15))])
+    rng = np.random.default_rng(2)
+    chain.sample(rng, 2)
+    x = rng.random((2, 1, 11, 12)).astype(np.float32)
+    y = chain.forward(x)
+    assert chain._window is None and y.shape == (2, 1, 16, 15)
+    assert np.all(y[:, :, 0] == 0.5)  # the Fit's fill where it grew, not the warp's zeros
+    _dot_test(_Linear(chain, x), x, rng)
+
+
+def test_window_kernel_rejects_wrong_arrays() -> None:
+    from onnxlens import _core
+
+    x = np.zeros((2, 3, 5, 5), np.float32)
+    theta, off = np.zeros((2, 2, 2)), np.zeros((2, 2), np.int64)
+    with pytest.raises(TypeError, match="int64"):
+        _core.warp_window(x, theta, (5, 5), off.astype(np.int32), off, (5, 5), 0.5)
+    with pytest.raises(ValueError, match="post: expected 2"):
+        _core.warp_window(x, theta, (5, 5), off, off[:1], (5, 5), 0.5)
+    with pytest.raises(ValueError, match="positive"):
+        _core.warp_window_adjoint(x, theta, (0, 5), off, off, (5, 5), 0.5)
+
+
 def test_standard_chain_fits_back_to_size() -> None:
     chain = T.Chain(T.standard_transforms()).fitted((32, 40))
     assert chain.output_size((32, 40)) == (32, 40)

@@ -170,21 +170,41 @@ def standard_transforms() -> list[Transform]:
 
 
 class Chain:
-    """Transforms applied in order, sampled together, with the adjoint applied in reverse."""
+    """Transforms applied in order, sampled together, with the adjoint applied in reverse.
 
-    def __init__(self, transforms: Sequence[Transform]) -> None:
+    A chain of integer pads and crops (Pad, Jitter, Fit) around at most one Affine, with one
+    fill value for its pads (lucid's standard chain is one), runs as one C++ pass each way
+    (`_core.warp_window`): the same values as the transforms one by one, without their
+    intermediate images. `fuse=False` runs them one by one.
+    """
+
+    def __init__(self, transforms: Sequence[Transform], fuse: bool = True) -> None:
         self.transforms = list(transforms)
+        self.fuse = fuse
+        self._fusable = fuse and _fusable(self.transforms)
+        self._window: _Window | None = None
 
     def sample(self, rng: np.random.Generator, n: int) -> None:
         for t in self.transforms:
             t.sample(rng, n)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        self._window = w = _Window.of(self.transforms, x.shape) if self._fusable else None
+        if w is not None:
+            return _core.warp_window(
+                np.ascontiguousarray(x, np.float32), w.theta, w.plane, w.pre, w.post, w.out, w.fill
+            )
         for t in self.transforms:
             x = t.forward(x)
         return x
 
     def backward(self, g: np.ndarray) -> np.ndarray:
+        w = self._window
+        if w is not None:
+            return _core.warp_window_adjoint(
+                np.ascontiguousarray(g, np.float32), w.theta, w.plane, w.pre, w.post, w.source,
+                w.fill,
+            )  # fmt: skip
         for t in reversed(self.transforms):
             g = t.backward(g)
         return g
@@ -207,4 +227,77 @@ class Chain:
         """This chain, ending with a Fit back to `size` when it changes the size of `size`."""
         if self.output_size(size) == tuple(size):
             return self
-        return Chain([*self.transforms, Fit(tuple(size))])  # type: ignore[arg-type]
+        return Chain(
+            [*self.transforms, Fit(tuple(size))],  # type: ignore[arg-type]
+            fuse=self.fuse,
+        )
+
+
+def _fill_values(transforms: Sequence[Transform]) -> set[float]:
+    """The fill values of the pads and Fits before the warp (after it, a Fit may only crop)."""
+    kinds = [type(t) for t in transforms]
+    cut = kinds.index(Affine) if Affine in kinds else len(kinds)
+    return {float(t.value) for t in transforms[:cut] if isinstance(t, Pad | Fit)}
+
+
+def _fusable(transforms: Sequence[Transform]) -> bool:
+    """Whether `transforms` is [Pad | Jitter | Fit]* [Affine]? [Jitter | Fit]* with one fill
+    value before the warp (exact types only: a subclass may change what a step does)."""
+    kinds = [type(t) for t in transforms]
+    if any(k not in (Pad, Jitter, Fit, Affine) for k in kinds) or kinds.count(Affine) > 1:
+        return False
+    cut = kinds.index(Affine) if Affine in kinds else len(kinds)
+    if any(k is Pad for k in kinds[cut:]):
+        return False  # pads after the warp: their fill would meet the warp's zeros
+    return len(_fill_values(transforms)) <= 1
+
+
+@dataclass
+class _Window:
+    """One step's fused geometry (see `_core.warp_window`)."""
+
+    theta: np.ndarray
+    pre: np.ndarray
+    post: np.ndarray
+    plane: tuple[int, int]
+    out: tuple[int, int]
+    source: tuple[int, int]
+    fill: float
+
+    @staticmethod
+    def of(transforms: Sequence[Transform], shape: tuple[int, ...]) -> _Window | None:
+        """The geometry for images of `shape` with the transforms' sampled parameters; a Fit
+        after the warp that would grow the image breaks the fusion (None)."""
+        n = shape[0]
+        h, w = int(shape[2]), int(shape[3])
+        source = (h, w)
+        offset = np.zeros((n, 2), np.int64)  # plane pixel -> source pixel, pre-warp
+        post = np.zeros((n, 2), np.int64)
+        theta = np.broadcast_to(np.eye(2), (n, 2, 2))
+        plane: tuple[int, int] | None = None
+        for t in transforms:
+            into = offset if plane is None else post
+            if isinstance(t, Pad):
+                into -= t.width
+                h, w = h + 2 * t.width, w + 2 * t.width
+            elif isinstance(t, Jitter):
+                into += t._offsets[:n]
+                h, w = h - t.d, w - t.d
+            elif isinstance(t, Fit):
+                oy, ox, th, tw = t._box(h, w)
+                if plane is not None and (oy < 0 or ox < 0):
+                    return None  # grows after the warp: its fill would meet the warp's zeros
+                into += (oy, ox)
+                h, w = th, tw
+            elif isinstance(t, Affine):
+                theta, plane = t.theta, (h, w)
+        fill = next(iter(_fill_values(transforms)), 0.0)
+        return _Window(
+            theta=np.ascontiguousarray(theta, np.float64),
+            pre=np.ascontiguousarray(offset),
+            post=np.ascontiguousarray(post),
+            plane=plane or (h, w),
+            out=(h, w),
+            source=source,
+            fill=fill,
+        )
