@@ -38,6 +38,7 @@ def test_tiles_own_each_pixel_once(length, tile) -> None:
 
 def _tile_sum(model, img, tile, layer):
     """Sum over non-overlapping tiles of mean(A^2) of each tile, in numpy from activations."""
+    model = S.model_at_size(model, (tile, tile))
     space = ModelSpace(model.preprocess.with_overrides(size=(tile, tile)))
     total = 0.0
     for y in range(0, img.shape[1], tile):
@@ -62,6 +63,32 @@ def test_tiled_gradient_is_the_gradient_of_the_tile_sum(tiny) -> None:
             - _tile_sum(tiny, (img - eps * t).astype(np.float32), 12, "relu_out")
         ) / (2 * eps)
         np.testing.assert_allclose((grad.astype(np.float64) * t).sum(), fd, rtol=2e-2, atol=1e-4)
+
+
+def test_tiled_value_is_the_forward_only_mean(tiny) -> None:
+    """`value` (forward runs only, what the octave curve records) equals the gradient call's
+    value, a short last chunk included (10 tiles at batch 4: the third run padded)."""
+    img = np.random.default_rng(4).random((3, 24, 60)).astype(np.float32)
+    fn = TiledGradient(tiny, S.deepdream("relu_out"), tile=12, batch=4)
+    np.testing.assert_allclose(fn.value(img), fn(img)[0], rtol=1e-5)
+    np.testing.assert_allclose(fn.value(img), _tile_sum(tiny, img, 12, "relu_out") / 10, rtol=1e-4)
+
+
+def test_gradient_tiles_shrink_to_cover_without_overlap(tiny) -> None:
+    """A 14x14 image with 12-pixel tiles: 4 tiles of 7 (196 pixels), not 4 overlapping tiles of
+    12 (576); the gradient is still that of the sum over its tiles."""
+    rng = np.random.default_rng(5)
+    img = rng.random((3, 14, 14)).astype(np.float32)
+    fn = TiledGradient(tiny, S.deepdream("relu_out"), tile=12, batch=4)
+    value, grad = fn(img)
+    np.testing.assert_allclose(value, _tile_sum(tiny, img, 7, "relu_out") / 4, rtol=1e-4)
+    t = rng.standard_normal(img.shape)
+    eps = 1e-3
+    fd = (
+        _tile_sum(tiny, (img + eps * t).astype(np.float32), 7, "relu_out")
+        - _tile_sum(tiny, (img - eps * t).astype(np.float32), 7, "relu_out")
+    ) / (2 * eps)
+    np.testing.assert_allclose((grad.astype(np.float64) * t).sum(), fd, rtol=2e-2, atol=1e-4)
 
 
 def test_guide_objective_against_numpy(tiny) -> None:

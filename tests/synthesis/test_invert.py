@@ -75,3 +75,24 @@ def test_inversion_by_depth_on_lite0(efficientnet_path, photos) -> None:
     assert errs[0] <= 0.05
     assert errs[2] < 0.2
     assert res.metrics["psnr"][0] > res.metrics["psnr"][2]  # deeper layers keep less of the pixels
+
+
+@pytest.mark.parametrize("alpha", [6.0, 2.0, 1.0, 2.5])
+def test_fused_priors_equal_the_regularizers(alpha) -> None:
+    from onnxlens.synthesis.invert import priors
+    from onnxlens.synthesis.regularizers import Lp, TotalVariation
+
+    img = np.random.default_rng(1).random((3, 3, 11, 13)).astype(np.float32)
+    img[0, 0, 0, 0] = 0.5  # |x - 0.5| = 0: the sign's edge case
+    lp, tv = Lp(alpha), TotalVariation(2.0)
+    value, grad = priors(img, alpha, 0.7, 0.3)
+    np.testing.assert_allclose(value, 0.7 * lp.value(img) + 0.3 * tv.value(img), rtol=1e-5)
+    ref = 0.7 * lp.grad(img) + 0.3 * tv.grad(img)
+    np.testing.assert_allclose(grad, ref, rtol=1e-4, atol=1e-9 * np.abs(ref).max())
+    assert grad.dtype == np.float32 and value.shape == (3,)
+
+
+def test_invert_rejects_alpha_below_one(tiny) -> None:
+    photo = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(ConfigurationError, match="alpha"):
+        S.invert(tiny, photo, "conv_out", size=(16, 16), steps=1, alpha=0.5, progress=False)

@@ -119,3 +119,23 @@ def test_texture_and_style_on_lite0(efficientnet_path, photos) -> None:
           f"style curve {st.history['style'][:, 0].round(4).tolist()}, content curve {st.history['content'][:, 0].round(4).tolist()}")  # fmt: skip
     assert ratio <= 0.25
     assert st.history["style"][-1, 0] < 0.3 * st.history["style"][0, 0]  # and takes the style
+
+
+def test_recorded_terms_match_the_numpy_terms(tiny) -> None:
+    """The curves come from one forward ORT run with the losses in the graph; the final metrics
+    from float64 numpy: both give the same terms."""
+    from onnxlens.synthesis.style import _style_targets, _Terms
+
+    rng = np.random.default_rng(3)
+    simg = rng.random((1, 3, 16, 16)).astype(np.float32)
+    cimg = rng.random((1, 3, 16, 16)).astype(np.float32)
+    layers = ["conv_out", "relu_out"]
+    grams, rel = _style_targets(tiny, simg, layers, None)
+    phi0 = activations_of(tiny, cimg, ["conv_out"])["conv_out"][0].astype(np.float64)
+    terms = _Terms(layers, grams, rel, "conv_out", phi0)
+    x = rng.random((1, 3, 16, 16)).astype(np.float32)
+    got, ref = terms(tiny, x), terms.exact(tiny, x)
+    assert set(got) == {"style", "content"}
+    for k in got:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-4)
+    assert terms(tiny, cimg)["content"] == 0  # the content image against its own features

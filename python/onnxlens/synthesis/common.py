@@ -6,7 +6,7 @@
   by the model's own preprocessing.
 - `LossFunction`: a compiled objective (the loss, in the graph) with [0, 1]-image I/O: `values,
   grad = f(img)` is one ONNX Runtime run, the gradient w.r.t. the image through the model's
-  preprocessing (its exact adjoint).
+  preprocessing (its exact adjoint). `ObjectiveValues`: objective values alone, one forward run.
 - `spread_layers`: activation layers spread over the network's depth, one per spatial stage, for
   defaults that work on any model.
 - `SynthesisResult`: images, loss curves, settings; what each entry point returns.
@@ -24,13 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+from onnx import helper
 
 from ..data import load_image
 from ..data.images import ImageLike
 from ..errors import ConfigurationError, ShapeError
 from ..graph.shapes import pin_input_shape
 from ..model import Model
-from .compiled import ObjectiveFunction
+from ..runtime import make_session
+from .compiled import OBJECTIVE_OUTPUT, ObjectiveFunction, with_objective
 from .objectives import Objective
 from .space import ModelSpace
 
@@ -172,6 +175,49 @@ class LossFunction:
 
     def values(self, img: np.ndarray) -> np.ndarray:
         return self(img)[0]
+
+
+class ObjectiveValues:
+    """Objective values without their gradient: ``values = f(img)`` is one forward ORT run of the
+    model with the `objectives` ({name: Objective}) appended, on [0, 1] images (N, C, H, W) of one
+    size; returns {name: (N,) float32}. A third of a `LossFunction` call, for what a loop only
+    records (curves, the value of an octave's result)."""
+
+    def __init__(
+        self, model: Model, objectives: dict[str, Objective], batch: int, size: tuple[int, int]
+    ) -> None:
+        self.size = (int(size[0]), int(size[1]))
+        self.batch = int(batch)
+        m = model_at_size(model, self.size)
+        self.space = ModelSpace(m.preprocess.with_overrides(size=self.size))
+        self._feed = m.input_name
+        names = list(objectives)
+        if not names:
+            raise ConfigurationError("ObjectiveValues needs at least one objective.")
+        outputs = [OBJECTIVE_OUTPUT] + [f"onnxlens/values/{i}" for i in range(1, len(names))]
+        proto, _ = with_objective(
+            m,
+            objectives[names[0]],
+            self.batch,
+            self.size,
+            extra={out: objectives[name] for out, name in zip(outputs[1:], names[1:], strict=True)},
+        )
+        del proto.graph.output[:]  # the values only, not the model's own outputs
+        proto.graph.output.extend(
+            helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, [self.batch]) for o in outputs
+        )
+        self._names, self._outputs = names, outputs
+        # workers sleep between runs: the loop around it has its own work (see ObjectiveFunction)
+        self._session = make_session(
+            proto, device=m.device, threads=m.threads, base_dir=m.base_dir, spinning=False
+        )
+
+    def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
+        shape = (self.batch, self.space.channels, *self.size)
+        if img.shape != shape:
+            raise ShapeError(f"expected images of shape {shape}, got {img.shape}.")
+        values = self._session.run(self._outputs, {self._feed: self.space.to_model(img)})
+        return dict(zip(self._names, values, strict=True))
 
 
 def activations_of(model: Model, img: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:

@@ -56,10 +56,15 @@ def vjp_bytes_per_image(model: Model, size: tuple[int, int]) -> int:
 
 
 def with_objective(
-    model: Model, objective: Objective, batch: int, size: tuple[int, int]
+    model: Model,
+    objective: Objective,
+    batch: int,
+    size: tuple[int, int],
+    extra: dict[str, Objective] | None = None,
 ) -> tuple[onnx.ModelProto, list[str]]:
     """A copy of the model graph, its input pinned to (batch, size), whose extra output
-    OBJECTIVE_OUTPUT is the objective per row; and the notes emission made (to announce once)."""
+    OBJECTIVE_OUTPUT is the objective per row (and each `extra` objective an output under its
+    key); and the notes emission made (to announce once)."""
     proto = _pinned(model, batch, size)
     names = NameGenerator(proto, prefix="onnxlens/objective/")
     b = GraphBuilder(proto, names)
@@ -72,12 +77,14 @@ def with_objective(
         outputs=list(model.output_names),
         layouts=tensor_layouts(model.proto),
     )
-    value = objective.emit(ctx)
-    b.nodes.append(helper.make_node("Identity", [value], [OBJECTIVE_OUTPUT], name=names("out")))
+    outputs = {OBJECTIVE_OUTPUT: objective, **(extra or {})}
+    for out, obj in outputs.items():
+        value = obj.emit(ctx)
+        b.nodes.append(helper.make_node("Identity", [value], [out], name=names("out")))
     proto.graph.node.extend(b.nodes)
     proto.graph.initializer.extend(b.initializers)
-    proto.graph.output.append(
-        helper.make_tensor_value_info(OBJECTIVE_OUTPUT, onnx.TensorProto.FLOAT, [batch])
+    proto.graph.output.extend(
+        helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, [batch]) for out in outputs
     )
     return infer_shapes(proto), ctx.notes
 

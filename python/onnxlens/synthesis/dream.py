@@ -28,8 +28,10 @@ from ..errors import ConfigurationError, ShapeError
 from ..model import Model
 from .common import (
     LossFunction,
+    ObjectiveValues,
     SynthesisResult,
     activations_of,
+    model_at_size,
     progress_bar,
     to_uint8,
     unit_images,
@@ -113,15 +115,27 @@ def _starts(length: int, tile: int) -> list[tuple[int, int, int]]:
     return out
 
 
+def _tile_size(length: int, tile: int) -> int:
+    """The smallest tile <= `tile` that covers `length` in as few tiles as `tile` would: 229
+    pixels with 224-pixel tiles is 2 tiles of 115, not 2 of 224 overlapping by 219."""
+    count = -(-length // tile)
+    return -(-length // count)
+
+
 class TiledGradient:
     """Objective values and gradients of an image of any size, tile by tile: functions compiled
-    per tile shape (a few), `batch` tiles per ORT run. The gradient of the sum over tiles of
+    per tile shape (a few), `batch` tiles per ORT run. For gradients, tiles are at most `tile`
+    pixels a side and shrink to cover an image without overlap when the fixed size would cost
+    1.5x its pixels (a dream's smaller octaves: 320 px in 4 tiles of 160, not 4 of 224); `value`
+    keeps the fixed size. The gradient of the sum over tiles of
     each tile's objective; `value` is the mean over tiles."""
 
     def __init__(self, model: Model, objective: Objective, tile: int, batch: int = 4) -> None:
         self.model, self.objective = model, objective
         self.tile, self.batch = int(tile), max(1, int(batch))
         self._functions: dict[tuple[int, int, int], LossFunction] = {}
+        self._forward: dict[tuple[int, int, int], ObjectiveValues] = {}
+        self._runs: dict[tuple[int, int], bool] = {}
 
     def _function(self, shape: tuple[int, int], n: int) -> LossFunction:
         key = (shape[0], shape[1], n)
@@ -129,27 +143,63 @@ class TiledGradient:
             self._functions[key] = LossFunction(self.model, self.objective, n, shape)
         return self._functions[key]
 
-    def __call__(self, img: np.ndarray) -> tuple[float, np.ndarray]:
-        """img (C, H, W) -> (mean tile objective, gradient (C, H, W))."""
+    def _runs_at(self, shape: tuple[int, int]) -> bool:
+        if shape not in self._runs:
+            try:
+                model_at_size(self.model, shape)
+                self._runs[shape] = True
+            except ShapeError:
+                self._runs[shape] = False
+        return self._runs[shape]
+
+    def _values(self, shape: tuple[int, int], n: int) -> ObjectiveValues:
+        key = (shape[0], shape[1], n)
+        if key not in self._forward:
+            self._forward[key] = ObjectiveValues(self.model, {"v": self.objective}, n, shape)
+        return self._forward[key]
+
+    def _batches(self, img: np.ndarray, shrink: bool):
+        """(chunk, n, tile shape, batch of tiles) per run; a short last chunk repeats its first
+        tile (discarded). `shrink`: tiles shrink to cover the image without overlap where the
+        fixed size would cost 1.5x its pixels."""
         _, h, w = img.shape
-        ys, xs = _starts(h, self.tile), _starts(w, self.tile)
-        th, tw = min(self.tile, h), min(self.tile, w)
+        th, tw = _tile_size(h, self.tile), _tile_size(w, self.tile)
+        if not shrink or len(_starts(h, th)) * len(_starts(w, tw)) * th * tw * 1.5 > (
+            len(_starts(h, self.tile)) * len(_starts(w, self.tile)) * min(h, self.tile)
+            * min(w, self.tile)
+        ):  # fmt: skip
+            th, tw = min(self.tile, h), min(self.tile, w)  # re-tiling would not pay its compile
+        elif (th, tw) != (min(self.tile, h), min(self.tile, w)) and not self._runs_at((th, tw)):
+            th, tw = min(self.tile, h), min(self.tile, w)  # a graph bound to its size
+        ys, xs = _starts(h, th), _starts(w, tw)
         tiles = [(y, x) for y in ys for x in xs]
-        grad = np.zeros_like(img)
-        values = []
         for i in range(0, len(tiles), self.batch):
             chunk = tiles[i : i + self.batch]
             n = len(chunk) if len(tiles) <= self.batch else self.batch
-            f = self._function((th, tw), n)
             batch = np.empty((n, img.shape[0], th, tw), np.float32)
-            for j in range(n):  # a short last chunk repeats its first tile (discarded)
+            for j in range(n):
                 (y0, _, _), (x0, _, _) = chunk[min(j, len(chunk) - 1)]
                 batch[j] = img[:, y0 : y0 + th, x0 : x0 + tw]
-            v, g = f(batch)
+            yield chunk, n, (th, tw), batch
+
+    def __call__(self, img: np.ndarray) -> tuple[float, np.ndarray]:
+        """img (C, H, W) -> (mean tile objective, gradient (C, H, W))."""
+        grad = np.empty_like(img)  # the tiles' owned parts cover every pixel once
+        values = []
+        for chunk, n, shape, batch in self._batches(img, True):
+            v, g = self._function(shape, n)(batch)
             for j, ((y0, yf, yt), (x0, xf, xt)) in enumerate(chunk):
                 grad[:, yf:yt, xf:xt] = g[j, :, yf - y0 : yt - y0, xf - x0 : xt - x0]
                 values.append(float(v[j]))
         return float(np.mean(values)), grad
+
+    def value(self, img: np.ndarray) -> float:
+        """The mean objective over tiles of the fixed size (the same measure at every octave's
+        end): forward runs only, a third of a gradient's cost."""
+        values: list[float] = []
+        for chunk, n, shape, batch in self._batches(img, False):
+            values.extend(float(v) for v in self._values(shape, n)(batch)["v"][: len(chunk)])
+        return float(np.mean(values))
 
 
 def dream(
@@ -224,7 +274,7 @@ def dream(
     total = steps * len(shapes)
     bar = progress_bar(progress, total, "dream")
     curve: list[float] = []
-    by_octave = [grad_fn(base)[0]]
+    by_octave = [grad_fn.value(base)]
     detail = np.zeros_like(bases[-1])
     img = base
     interrupted = False
@@ -245,7 +295,7 @@ def dream(
                     bar.update(1)
             detail = src - octave_base
             img = src if (oh, ow) == (h, w) else np.clip(base + _resize(detail, (h, w)), 0, 1)
-            by_octave.append(grad_fn(img)[0])
+            by_octave.append(grad_fn.value(img))
     except KeyboardInterrupt:
         interrupted = True
         log.warning("onnxlens: dream interrupted; keeping the image as it is")

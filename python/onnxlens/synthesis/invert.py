@@ -31,9 +31,53 @@ from .compiled import stack_targets
 from .losses import feature_loss
 from .optim import Adam
 from .param import PixelImage
-from .regularizers import Lp, TotalVariation
 
 log = logging.getLogger("onnxlens")
+
+
+def _ipow(x: np.ndarray, k: int) -> np.ndarray:
+    """x ** k for an integer k >= 0 by repeated squaring (float32 pow is several times slower)."""
+    out = np.ones_like(x)
+    base = x.copy()
+    while k:
+        if k & 1:
+            out *= base
+        k >>= 1
+        if k:
+            base *= base
+    return out
+
+
+def priors(
+    img: np.ndarray, alpha: float, alpha_weight: float, tv_weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The inversion's priors on [0, 1] images (N, C, H, W): per-row values (N,) and the
+    gradient (float32) of alpha_weight * mean |x - 0.5|^alpha + tv_weight * mean(dx^2 + dy^2 +
+    1e-8), the sums `regularizers.Lp(alpha)` and `regularizers.TotalVariation(2.0)` give, in
+    one fused pass (their separate, general versions cost 2 ms a step at 3x128x128)."""
+    n, size = img.shape[0], img[0].size
+    d = img - np.float32(0.5)
+    ad = np.abs(d)
+    if alpha == 1:
+        pm1, sgn = np.ones_like(ad), np.sign(d)
+    else:
+        pm1 = _ipow(ad, int(alpha) - 1) if float(alpha).is_integer() else ad ** (alpha - 1)
+        sgn = None
+    value = alpha_weight * (pm1 * ad).reshape(n, -1).mean(1)
+    grad = np.copysign(pm1, d) if sgn is None else pm1 * sgn
+    grad *= np.float32(alpha_weight * alpha / size)
+    hx = img[..., :, 1:] - img[..., :, :-1]
+    hy = img[..., 1:, :] - img[..., :-1, :]
+    tv = ((hx * hx).reshape(n, -1).sum(1) + (hy * hy).reshape(n, -1).sum(1)) / size + 1e-8
+    value = value + tv_weight * tv
+    k = np.float32(2.0 * tv_weight / size)
+    hx *= k
+    hy *= k
+    grad[..., :, 1:] += hx
+    grad[..., :, :-1] -= hx
+    grad[..., 1:, :] += hy
+    grad[..., :-1, :] -= hy
+    return value.astype(np.float64), grad.astype(np.float32, copy=False)
 
 
 def invert(
@@ -63,6 +107,8 @@ def invert(
         raise ConfigurationError("invert needs at least one layer (see `onnxlens inspect`).")
     if steps < 1:
         raise ConfigurationError(f"steps must be >= 1, got {steps}.")
+    if alpha < 1:
+        raise ConfigurationError(f"the alpha-norm prior needs alpha >= 1, got {alpha}.")
     size = image_size(model, size)
     target = unit_images(model, image, size)[:1]
     phis = activations_of(model, target, names)
@@ -71,7 +117,6 @@ def invert(
     f = LossFunction(model, stack_targets(losses) if n > 1 else losses[0], n, size)
     rng = np.random.default_rng(seed)
     p = PixelImage(n, f.space.channels, size, sd=0.5, rng=rng)
-    priors = [Lp(alpha, weight=alpha_weight), TotalVariation(2.0, weight=tv_weight)]
     opt = Adam(lr)
     hist_loss: list[np.ndarray] = []
     hist_feat: list[np.ndarray] = []
@@ -81,10 +126,9 @@ def invert(
         for _ in range(steps):
             img = p.image()
             value, g = f(img)
-            total = value.copy()
-            for r in priors:
-                total += r.weight * r.value(img)
-                g += r.weight * r.grad(img)
+            prior, g_prior = priors(img, alpha, alpha_weight, tv_weight)
+            total = value + prior
+            g += g_prior
             opt.step(p.params, -p.backward(g))  # descend
             hist_feat.append(value)
             hist_loss.append(total)
