@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxlens.graph.walk import ancestors
+from onnxlens.graph.walk import ancestors, prune
 
 
 def _body_names(g: onnx.GraphProto) -> tuple[set[str], set[str]]:
@@ -204,3 +204,30 @@ def test_random_graphs_match_the_reference(seed: int, through: bool) -> None:
         stop = {str(t) for t in rng.choice(produced, int(rng.integers(0, 4)), replace=False)}
         got = ancestors(g, start, stop=stop, through_subgraphs=through)
         assert got == _reference(g, start, stop=stop, through_subgraphs=through)
+
+
+def test_prune_keeps_what_the_outputs_need() -> None:
+    """Against onnx's own extractor (onnx.utils.Extractor): the same nodes, the initializers
+    they read, and a graph that still checks and runs the same."""
+    w = numpy_helper.from_array(np.ones((2,), np.float32), "w")
+    unused = numpy_helper.from_array(np.ones((3,), np.float32), "unused")
+    g = helper.make_graph(
+        [
+            helper.make_node("Mul", ["x", "w"], ["a"], name="keep1"),
+            helper.make_node("Relu", ["a"], ["b"], name="keep2"),
+            helper.make_node("Add", ["a", "unused"], ["c"], name="drop1"),
+            helper.make_node("Neg", ["c"], ["d"], name="drop2"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [2])],
+        [w, unused],
+        value_info=[helper.make_tensor_value_info("c", TensorProto.FLOAT, [3])],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    ref = onnx.utils.Extractor(model).extract_model(["x"], ["b"])
+    prune(model.graph)
+    assert [n.name for n in model.graph.node] == [n.name for n in ref.graph.node]
+    assert [t.name for t in model.graph.initializer] == ["w"]
+    assert not model.graph.value_info
+    onnx.checker.check_model(model)

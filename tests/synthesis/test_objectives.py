@@ -85,6 +85,17 @@ def test_objective_values_and_gradients(tiny, name) -> None:
         np.testing.assert_allclose((grad.astype(np.float64) * t).sum(), fd, rtol=2e-2, atol=2e-3)
 
 
+def test_a_middle_layer_objective_runs_only_the_layers_it_needs(tiny) -> None:
+    """The compiled graph keeps the objective and the nodes it needs (ORT would run the rest
+    every step): none of the nodes after the layer, and not the model's outputs."""
+    f = S.ObjectiveFunction(tiny, S.channel("conv_out", 1), N, (12, 12))
+    graph = f.function.graph.proto.graph
+    forward = {o for n in tiny.proto.graph.node for o in n.output}
+    kept = {o for n in graph.node for o in n.output} & forward
+    assert "conv_out" in kept and not kept & {"relu_out", "pool_out", "flat", *tiny.output_names}
+    assert set(tiny.output_names).isdisjoint(o.name for o in graph.output)
+
+
 def test_alignment_value(tiny) -> None:
     f = S.ObjectiveFunction(tiny, S.alignment("conv_out", decay_ratio=2.0), N, (12, 12))
     x = np.random.default_rng(1).standard_normal(f.input_shape).astype(np.float32)

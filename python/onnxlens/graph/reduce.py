@@ -16,9 +16,9 @@ import onnx
 from onnx import TensorProto, helper
 
 from ..errors import ConfigurationError, ShapeError
-from .layers import opset_version, subgraph_inputs, tensor_shape, value_infos
+from .layers import opset_version, tensor_shape, value_infos
 from .naming import NameGenerator
-from .walk import ancestors
+from .walk import prune as prune_graph
 
 SCORES = ("max", "mean")
 
@@ -140,18 +140,7 @@ def add_channel_reductions(
         dims = [None] * rank if rank is not None else None
         g.output.append(helper.make_tensor_value_info(o.name, o.type.tensor_type.elem_type, dims))
     if prune:
-        needed = [g.node[i] for i in ancestors(g, [o.name for o in g.output])[1]]
-        del g.node[:]
-        g.node.extend(needed)
-        used = {i for n in g.node for i in (*n.input, *subgraph_inputs(n))}
-        used |= {o.name for o in g.output}
-        keep_inits = [t for t in g.initializer if t.name in used]
-        del g.initializer[:]
-        g.initializer.extend(keep_inits)
-        produced = {o for n in g.node for o in n.output}
-        keep_vi = [v for v in g.value_info if v.name in produced]
-        del g.value_info[:]
-        g.value_info.extend(keep_vi)
+        prune_graph(g)
     onnx.checker.check_model(out)
     return out, result
 

@@ -49,3 +49,21 @@ def ancestors(
         if through_subgraphs:
             stack.extend(subgraph_inputs(node))
     return reached, sorted(nodes)
+
+
+def prune(graph: onnx.GraphProto) -> None:
+    """Drop, in place, the nodes the graph's outputs do not need, and the initializers and
+    value_info entries nothing left uses or produces. (ONNX Runtime runs every node of a graph,
+    whichever outputs a run fetches.)"""
+    needed = [graph.node[i] for i in ancestors(graph, [o.name for o in graph.output])[1]]
+    del graph.node[:]
+    graph.node.extend(needed)
+    used = {i for n in graph.node for i in (*n.input, *subgraph_inputs(n))}
+    used |= {o.name for o in graph.output}
+    keep_inits = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep_inits)
+    produced = {o for n in graph.node for o in n.output}
+    keep_vi = [v for v in graph.value_info if v.name in produced]
+    del graph.value_info[:]
+    graph.value_info.extend(keep_vi)

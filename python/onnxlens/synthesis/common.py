@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import helper
 
 from ..data import load_image
 from ..data.images import ImageLike
@@ -201,10 +199,6 @@ class ObjectiveValues:
             self.batch,
             self.size,
             extra={out: objectives[name] for out, name in zip(outputs[1:], names[1:], strict=True)},
-        )
-        del proto.graph.output[:]  # the values only, not the model's own outputs
-        proto.graph.output.extend(
-            helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, [self.batch]) for o in outputs
         )
         self._names, self._outputs = names, outputs
         # workers sleep between runs: the loop around it has its own work (see ObjectiveFunction)

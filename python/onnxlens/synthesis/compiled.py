@@ -20,6 +20,7 @@ from ..graph.builder import GraphBuilder
 from ..graph.layout import tensor_layouts
 from ..graph.naming import NameGenerator
 from ..graph.shapes import infer_shapes, pin_input_shape
+from ..graph.walk import prune
 from ..model import Model
 from .objectives import EmitContext, Objective, Sum, as_objective
 
@@ -62,9 +63,11 @@ def with_objective(
     size: tuple[int, int],
     extra: dict[str, Objective] | None = None,
 ) -> tuple[onnx.ModelProto, list[str]]:
-    """A copy of the model graph, its input pinned to (batch, size), whose extra output
-    OBJECTIVE_OUTPUT is the objective per row (and each `extra` objective an output under its
-    key); and the notes emission made (to announce once)."""
+    """A copy of the model graph, its input pinned to (batch, size), whose outputs are
+    OBJECTIVE_OUTPUT, the objective per row, and each `extra` objective under its key (the
+    model's own outputs are dropped, and with them every node the objectives do not need: an
+    objective on a middle layer does not pay for the layers after it); and the notes emission
+    made (to announce once)."""
     proto = _pinned(model, batch, size)
     names = NameGenerator(proto, prefix="onnxlens/objective/")
     b = GraphBuilder(proto, names)
@@ -83,9 +86,11 @@ def with_objective(
         b.nodes.append(helper.make_node("Identity", [value], [out], name=names("out")))
     proto.graph.node.extend(b.nodes)
     proto.graph.initializer.extend(b.initializers)
+    del proto.graph.output[:]
     proto.graph.output.extend(
         helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, [batch]) for out in outputs
     )
+    prune(proto.graph)
     return infer_shapes(proto), ctx.notes
 
 
