@@ -137,6 +137,35 @@ def test_pad_negative_crop():
     check_vjp(m, {"x": _x(8)})
 
 
+@pytest.mark.parametrize(
+    ("pads", "axes", "opset"),
+    [
+        ([0, 0, 0, 1, 0, 0, 1, 2], None, 13),  # TF "same" padding, as torch exports it
+        ([0, 0, -1, 2, 0, 0, 1, -2], None, 17),
+        ([1, -1, 2, 0], [2, -1], 18),
+    ],
+)
+def test_pad_constant_pads_known_at_run_time(pads, axes, opset):
+    """Pads computed in the graph (torch's static padding: Constant -> ... -> Cast): the
+    transpose is a zero Pad by -pads, with no index replay or scatter (which a pinned-batch CPU
+    session would fold into int64 constants of the padded size)."""
+    from onnx import helper
+
+    from onnxlens.autodiff import build_vjp
+
+    consts = {"p": np.array(pads, np.int64)}
+    order = ["x", "p"]
+    if axes is not None:
+        consts["ax"] = np.array(axes, np.int64)
+        order += ["", "ax"]
+    m = op_model("Pad", {"x": ["N", 3, 4, 5]}, {}, consts, order=order, opset=opset)
+    m.graph.node.insert(0, helper.make_node("Identity", ["p"], ["p_rt"], name="pads_at_run_time"))
+    m.graph.node[1].input[1] = "p_rt"
+    check_vjp(m, {"x": _x(10)})
+    ops = {n.op_type for n in build_vjp(m, ["y0"], ["x"]).proto.graph.node}
+    assert not ops & {"ScatterElements", "ConstantOfShape", "Range"}
+
+
 @pytest.mark.parametrize("blocksize", [1, 2])
 def test_depth_space(blocksize):
     check_vjp(

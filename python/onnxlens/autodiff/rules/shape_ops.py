@@ -1,12 +1,13 @@
 """Data movement: Flatten, Reshape, Squeeze, Unsqueeze, Transpose, Concat, Split, Slice, Pad,
 Gather, GatherElements, Tile, DepthToSpace/SpaceToDepth.
 
-Reshape-like ops reshape the gradient back to Shape(x). Ops that pick or repeat elements (Slice
-with any steps and negative indices, Gather, Pad in every mode, Tile) share one trick: the primal
-node is replayed on an int64 tensor holding each input element's flat index, which says where
-every output element came from; ScatterElements then sends the gradient back (with
-reduction="add" where an element can be picked twice). This keeps the batch dim dynamic and
-follows the op's own semantics exactly, for any attribute/input form of the opset.
+Reshape-like ops reshape the gradient back to Shape(x); a constant Pad's gradient is the Pad by
+-pads (crop where it padded, zero-pad where it cropped). Ops that pick or repeat elements
+(Slice with any steps and negative indices, Gather, reflect/edge/wrap Pad, Tile) share one
+trick: the primal node is replayed on an int64 tensor holding each input element's flat index,
+which says where every output element came from; ScatterElements then sends the gradient back
+(with reduction="add" where an element can be picked twice). This keeps the batch dim dynamic
+and follows the op's own semantics exactly, for any attribute/input form of the opset.
 """
 
 from __future__ import annotations
@@ -208,8 +209,24 @@ def pad(ctx: RuleContext, g: str) -> str:
     if ctx.opset < 11 and mode == "constant":
         # `value` attribute: a float pad value, fine for the int64 index tensor too; 0 -> slot 0
         return replay_scatter(ctx, g, duplicates=False, offset=1, zero_value_attr=True)
+    if mode == "constant":
+        # A constant Pad zero-pads (pad > 0) or crops (pad < 0) each side; the transpose does
+        # the other: a zero Pad by -pads, per side, whatever the signs and whether the pads are
+        # known before run time. Not replay_scatter: once a CPU session pins the batch, ORT's
+        # constant folding turns its index tensors into int64 constants of the padded size (Lite0,
+        # batch 4 at 224: 200 MB of constants, 600 MB per session).
+        b = ctx.b
+        known = b.constant_value(ctx.x(1))
+        neg = (
+            b.ints((-np.asarray(known, np.int64).reshape(-1)).tolist())
+            if known is not None
+            else b.op("Neg", [ctx.x(1)])
+        )
+        axes = ctx.x(3)  # opset 18's optional axes: the pads' axes, the same for the transpose
+        return b.op("Pad", [g, neg, "", axes] if axes else [g, neg], mode="constant")
+    # reflect, edge, wrap: an input element can appear several times, the scatter adds.
     replace = {2: ctx.b.const(np.array(0, dtype=np.int64))}
-    return replay_scatter(ctx, g, duplicates=mode != "constant", offset=1, replace=replace)
+    return replay_scatter(ctx, g, duplicates=True, offset=1, replace=replace)
 
 
 @deflinear("DepthToSpace", "SpaceToDepth")
