@@ -27,6 +27,7 @@ from ..runtime import GraphKey, SessionCache, batching
 from ..runtime.device import DEVICES, resolve_providers
 from . import describe
 from .gradients import Gradients
+from .memory import release_freed_memory
 
 log = logging.getLogger("onnxlens")
 
@@ -292,9 +293,15 @@ class Model:
     def clear_sessions(self) -> None:
         """Drop every cached session (graphs, packed weights, arenas): long jobs that move from
         one graph variant to the next (an atlas' layers) free the memory of the last one. The
-        VJP graphs go too; anything asked again is rebuilt."""
+        VJP graphs and the head models' sessions go too, and the freed memory goes back to the
+        OS (`memory.release_freed_memory`); anything asked again is rebuilt."""
         self._sessions.clear()
         self.gradients.clear()
+        for head in self._heads.values():
+            if head is not None:
+                head.clear_sessions()
+        # Without it glibc keeps the freed arenas mapped and the next graph's peak adds to them.
+        release_freed_memory()
 
     def session(self, key: GraphKey, build: Callable[[], onnx.ModelProto]) -> ort.InferenceSession:
         """The cached ORT session for a graph variant `key`, built by `build()` on first use."""
