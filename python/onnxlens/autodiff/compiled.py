@@ -17,7 +17,7 @@ import onnxruntime as ort
 
 from ..errors import ConfigurationError, ShapeError
 from ..runtime import denormals
-from ..runtime.session import make_session
+from ..runtime.session import detached, make_session
 from .build import Rules, VJPGraph, build_vjp
 from .cpu_graph import tune_for_cpu
 
@@ -175,7 +175,9 @@ class VJPFunction:
     def run(
         self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str] | None = None
     ) -> list[np.ndarray]:
-        """One session run on prepared feeds (see :meth:`feeds`); `fetch` defaults to everything."""
+        """One session run on prepared feeds (see :meth:`feeds`); `fetch` defaults to everything.
+        The arrays are ORT's own and keep the session's arena alive (`runtime.session.detached`):
+        for loops that use them at once; a call (`f(feeds, cotangents)`) returns copies."""
         names = list(fetch) if fetch is not None else self._fetch
         if self.flush_denormals:
             with denormals.flushed():
@@ -185,7 +187,7 @@ class VJPFunction:
     def __call__(
         self, feeds: Mapping[str, np.ndarray], cotangents: Mapping[str, np.ndarray]
     ) -> VJPResult:
-        outs = self.run(self.feeds(feeds, cotangents))
+        outs = detached(self.run(self.feeds(feeds, cotangents)))
         n_out, n_keep = self._split
         primal = dict(zip(self.graph.primal_outputs, outs[:n_out], strict=True))
         kept = dict(zip(self.graph.keep, outs[n_out : n_out + n_keep], strict=True))

@@ -8,6 +8,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from .session import detached
+
 
 def batch_size_for(
     bytes_per_sample: int,
@@ -77,7 +79,9 @@ def run_batched(
         outs = session.run(list(output_names), feeds)
         for c, name, o in zip(chunks, output_names, outs, strict=True):
             c.append(o[:real] if static is not None and name not in whole else o)
-    return [
-        c[0] if len(c) == 1 or name in whole else np.concatenate(c)
-        for name, c in zip(output_names, chunks, strict=True)
-    ]
+    return detached(
+        [
+            c[0] if len(c) == 1 or name in whole else np.concatenate(c)
+            for name, c in zip(output_names, chunks, strict=True)
+        ]
+    )

@@ -31,6 +31,7 @@ from ..errors import ConfigurationError, ShapeError
 from ..graph.shapes import pin_input_shape
 from ..model import Model
 from ..runtime import make_session
+from ..runtime.session import detached
 from .compiled import OBJECTIVE_OUTPUT, ObjectiveFunction, with_objective
 from .objectives import Objective
 from .space import ModelSpace
@@ -210,7 +211,7 @@ class ObjectiveValues:
         shape = (self.batch, self.space.channels, *self.size)
         if img.shape != shape:
             raise ShapeError(f"expected images of shape {shape}, got {img.shape}.")
-        values = self._session.run(self._outputs, {self._feed: self.space.to_model(img)})
+        values = detached(self._session.run(self._outputs, {self._feed: self.space.to_model(img)}))
         return dict(zip(self._names, values, strict=True))
 
 

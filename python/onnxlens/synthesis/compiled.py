@@ -144,8 +144,9 @@ class ObjectiveFunction:
         return value, grad
 
     def values(self, x: np.ndarray) -> np.ndarray:
-        """The objective alone (the same run; the gradient is discarded)."""
-        return self(x)[0]
+        """The objective alone (the same run; the gradient is discarded), as an array of its own
+        (ORT's would keep the session's arena alive: `runtime.session.detached`)."""
+        return np.array(self(x)[0], copy=True)
 
     def __repr__(self) -> str:
         return f"ObjectiveFunction({self.objective!r}, input={self.input_shape})"

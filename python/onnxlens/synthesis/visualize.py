@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import ConfigurationError
 from ..model import Model
+from ..model.memory import release_freed_memory
 from .compiled import ObjectiveFunction, stack_targets, vjp_bytes_per_image
 from .objectives import Objective, as_objective
 from .optim import Optimizer, make_optimizer
@@ -212,9 +213,10 @@ def visualize(
         # One compiled graph alive at a time: the redirected one for the first steps, then the
         # true one (each holds a session and its arena; both at once doubled the peak memory).
         redirected = redirect_steps > 0 and steps > 0
-        f: ObjectiveFunction | None = (
-            None if redirected else ObjectiveFunction(model, target, n, size)
-        )
+        f: ObjectiveFunction | None = None
+        release_freed_memory()  # the last chunk's sessions (glibc keeps freed memory mapped)
+        if not redirected:
+            f = ObjectiveFunction(model, target, n, size)
         f_start = ObjectiveFunction(model, target, n, size, rules="redirected") if redirected else f
         p: Parameterization
         if projections:  # raw pixels, starting grey with a little noise (Yosinski)
@@ -232,10 +234,11 @@ def visualize(
                 chain.sample(rng, n)
                 if f is None and step >= redirect_steps:
                     f_start = None  # free the redirected session before building the true one
+                    release_freed_memory()
                     f = ObjectiveFunction(model, target, n, size)
-                fn = f if f is not None else f_start
-                assert fn is not None
-                value, gx = fn(space.to_model(chain.forward(img)))
+                # (no local name for the function in use: one would keep the last chunk's
+                # session alive while the next chunk builds its own)
+                value, gx = (f if f is not None else f_start)(space.to_model(chain.forward(img)))  # type: ignore[misc]
                 g_img = chain.backward(space.backward(gx))
                 for r in priors:
                     g_img -= r.weight * r.grad(img)
@@ -262,7 +265,8 @@ def visualize(
         if f is None:  # stopped (or done) within the redirected steps
             f_start = None
             f = ObjectiveFunction(model, target, n, size)
-        finals.append(f.values(space.to_model(final_img)))
+        finals.append(f.values(space.to_model(final_img)))  # a copy, not ORT's array
+        f = f_start = None
         images.append(final_img)
         trajectories.append(traj)
         if interrupted:
