@@ -182,6 +182,16 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.einsum("i,i->", a, b))
 
 
+def _axpy(x: np.ndarray, y: np.ndarray, a: float) -> None:
+    """y += a * x in place, for flat float32 vectors: BLAS's saxpy, one pass and no temporary
+    (numpy's multiply-then-add is two passes: 109 vs 35 us at 3x512x512)."""
+    from scipy.linalg import blas
+
+    out = blas.saxpy(x, y, a=a)
+    if out is not y:  # a copy was made (a non-contiguous or non-float32 y): keep it
+        y[...] = out
+
+
 def lbfgs(
     evaluate: Callable[[np.ndarray], tuple[float, np.ndarray]],
     x0: np.ndarray,
@@ -204,7 +214,6 @@ def lbfgs(
     pairs: list[tuple[np.ndarray, np.ndarray, float]] = []  # (s, y, 1 / <y, s>), flat float32
     gamma = 1.0  # <s, y> / <y, y> of the newest pair: the initial inverse Hessian's scale
     q = np.empty(x.size, np.float32)
-    tmp = np.empty(x.size, np.float32)
     first = True
     while used < evaluations:
         xf, gf = x.ravel(), np.ravel(g).astype(np.float32, copy=False)
@@ -216,13 +225,11 @@ def lbfgs(
         for s_, y_, rho in reversed(pairs):
             a = rho * _dot(s_, q)
             alphas.append(a)
-            np.multiply(y_, np.float32(a), out=tmp)
-            q -= tmp
+            _axpy(y_, q, -a)
         if pairs:
             q *= np.float32(gamma)
         for (s_, y_, rho), a in zip(pairs, reversed(alphas), strict=True):
-            np.multiply(s_, np.float32(a - rho * _dot(y_, q)), out=tmp)
-            q += tmp
+            _axpy(s_, q, a - rho * _dot(y_, q))
         q *= free
         d = np.negative(q).reshape(x.shape)
         # the first step has no curvature yet: move by 1/|g|_inf in pixels (torch's LBFGS uses
