@@ -219,7 +219,7 @@ def main() -> None:
 
     def torch_lbfgs(x0: np.ndarray, with_content: bool) -> None:
         x = torch.tensor(x0).clone().requires_grad_(True)
-        opt = torch.optim.LBFGS([x], max_iter=n, max_eval=n, history_size=20)
+        opt = torch.optim.LBFGS([x], max_iter=n, max_eval=n, history_size=10)  # as ours
 
         def closure():
             with torch.no_grad():

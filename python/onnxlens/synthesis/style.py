@@ -196,7 +196,7 @@ def lbfgs(
     evaluate: Callable[[np.ndarray], tuple[float, np.ndarray]],
     x0: np.ndarray,
     evaluations: int,
-    history: int = 20,
+    history: int = 10,
     lower: float = 0.0,
     upper: float = 1.0,
 ) -> np.ndarray:
@@ -207,7 +207,9 @@ def lbfgs(
 
     The recursion works in place on float32 vectors (the images and gradients are float32, as
     in torch's LBFGS) with each pair's 1 / <y, s> kept: at 512x512 the allocating float64 version
-    cost a sixth of the model's gradient per evaluation."""
+    cost a sixth of the model's gradient per evaluation. `history` pairs: 10, scipy's L-BFGS-B
+    default; 20 gave the same losses at 512x512 (style 0.02027 vs 0.02031 after 40 evaluations)
+    and cost 7% more time, its pairs streaming through the caches the next run needs."""
     x = np.clip(x0, lower, upper).astype(np.float32)
     fx, g = evaluate(x)
     used = 1
