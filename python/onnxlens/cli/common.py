@@ -100,6 +100,13 @@ def add_synthesis_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def add_gram_optimizer_args(p: argparse.ArgumentParser) -> None:
+    """--steps, --optimizer and --lr of the Gram-matrix commands (texture, style)."""
+    p.add_argument("--steps", type=int, default=200, help="loss evaluations (default 200)")
+    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
+    p.add_argument("--lr", type=float, default=0.02, help="Adam learning rate")
+
+
 def check_output_dir(out: str | os.PathLike[str]) -> Path:
     """`--out` as a Path, checked before any work: a folder that exists and is writable, or one
     that can be created (its nearest existing parent is a writable folder). Nothing is created;

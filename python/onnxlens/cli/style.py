@@ -7,7 +7,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_model_args, add_preprocess_args, add_synthesis_args, load_model
+from .common import (
+    add_gram_optimizer_args,
+    add_model_args,
+    add_preprocess_args,
+    add_synthesis_args,
+    load_model,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,9 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--content-weight", type=float, default=1.0)
     p.add_argument("--style-weight", type=float, default=5.0)
     p.add_argument("--init", choices=["content", "noise"], default="content")
-    p.add_argument("--steps", type=int, default=200, help="loss evaluations (default 200)")
-    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
-    p.add_argument("--lr", type=float, default=0.02, help="Adam learning rate")
+    add_gram_optimizer_args(p)
     add_synthesis_args(p)
     add_preprocess_args(p)  # its --size H W is the output size
     p.set_defaults(func=run)

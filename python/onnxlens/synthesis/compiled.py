@@ -22,6 +22,7 @@ from ..graph.naming import NameGenerator
 from ..graph.shapes import infer_shapes, pin_input_shape
 from ..graph.walk import prune
 from ..model import Model
+from ..runtime.session import detached
 from .objectives import EmitContext, Objective, Sum, as_objective
 
 log = logging.getLogger("onnxlens")
@@ -146,7 +147,7 @@ class ObjectiveFunction:
     def values(self, x: np.ndarray) -> np.ndarray:
         """The objective alone (the same run; the gradient is discarded), as an array of its own
         (ORT's would keep the session's arena alive: `runtime.session.detached`)."""
-        return np.array(self(x)[0], copy=True)
+        return detached([self(x)[0]])[0]
 
     def __repr__(self) -> str:
         return f"ObjectiveFunction({self.objective!r}, input={self.input_shape})"

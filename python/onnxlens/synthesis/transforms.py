@@ -233,11 +233,17 @@ class Chain:
         )
 
 
+def _warp_index(transforms: Sequence[Transform]) -> int:
+    """Where the (first) Affine stands, or len(transforms) without one."""
+    kinds = [type(t) for t in transforms]
+    return kinds.index(Affine) if Affine in kinds else len(kinds)
+
+
 def _fill_values(transforms: Sequence[Transform]) -> set[float]:
     """The fill values of the pads and Fits before the warp (after it, a Fit may only crop)."""
-    kinds = [type(t) for t in transforms]
-    cut = kinds.index(Affine) if Affine in kinds else len(kinds)
-    return {float(t.value) for t in transforms[:cut] if isinstance(t, Pad | Fit)}
+    return {
+        float(t.value) for t in transforms[: _warp_index(transforms)] if isinstance(t, Pad | Fit)
+    }
 
 
 def _fusable(transforms: Sequence[Transform]) -> bool:
@@ -246,8 +252,7 @@ def _fusable(transforms: Sequence[Transform]) -> bool:
     kinds = [type(t) for t in transforms]
     if any(k not in (Pad, Jitter, Fit, Affine) for k in kinds) or kinds.count(Affine) > 1:
         return False
-    cut = kinds.index(Affine) if Affine in kinds else len(kinds)
-    if any(k is Pad for k in kinds[cut:]):
+    if any(k is Pad for k in kinds[_warp_index(transforms) :]):
         return False  # pads after the warp: their fill would meet the warp's zeros
     return len(_fill_values(transforms)) <= 1
 

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import ConfigurationError
 from ..model import Model
 from ..model.memory import release_freed_memory
+from .common import to_uint8
 from .compiled import ObjectiveFunction, stack_targets, vjp_bytes_per_image
 from .objectives import Objective, as_objective
 from .optim import Optimizer, make_optimizer
@@ -64,12 +65,6 @@ class Visualization:
             f"Visualization({len(self)} images {self.images.shape[1]}x{self.images.shape[2]}, "
             f"{self.trajectory.shape[0]} steps)"
         )
-
-
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) [0, 1] -> uint8 (N, H, W, 3)."""
-    u8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
-    return np.repeat(u8, 3, axis=3) if u8.shape[3] == 1 else np.ascontiguousarray(u8)
 
 
 def _has_relus(model: Model) -> bool:
@@ -230,7 +225,7 @@ def visualize(
             for step in range(steps):
                 img = p.image()
                 if step in snaps:
-                    snaps[step].append(_to_uint8(img))
+                    snaps[step].append(to_uint8(img))
                 chain.sample(rng, n)
                 if f is None and step >= redirect_steps:
                     f_start = None  # free the redirected session before building the true one
@@ -261,7 +256,7 @@ def visualize(
             traj = traj[:step]
         final_img = p.image()
         if steps in snaps:
-            snaps[steps].append(_to_uint8(final_img))
+            snaps[steps].append(to_uint8(final_img))
         if f is None:  # stopped (or done) within the redirected steps
             f_start = None
             f = ObjectiveFunction(model, target, n, size)
@@ -281,7 +276,7 @@ def visualize(
     img = np.concatenate(images)
     return Visualization(
         objectives=objs,
-        images=_to_uint8(img),
+        images=to_uint8(img),
         images_float=np.ascontiguousarray(img.transpose(0, 2, 3, 1)),
         trajectory=(
             np.concatenate(trajectories, axis=1)
